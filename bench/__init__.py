@@ -1,0 +1,12 @@
+"""hypergrad-bench: the harness.
+
+The flow, one module per arrow:
+suite file (``suite.py``) -> scheduler (``scheduler.py``) -> worker (``worker.py``)
+-> training loop (``train.py``) -> results store (``store.py``) -> report (``report.py``).
+"""
+
+from __future__ import annotations
+
+# Part of every run id: bump it when a change alters what a stored result means, so that old
+# results are re-run rather than mixed with new ones.
+CODE_VERSION = "1"

@@ -1,0 +1,110 @@
+"""A run's configuration, and its stable id.
+
+A run is one (workload, method, seed, budget, device). Its id is a hash of the normalised config
+and ``CODE_VERSION``, so re-running a suite skips what is already stored, whatever the order of
+lists in the suite file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench import CODE_VERSION
+from bench.errors import UserError
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What a run may spend. ``steps`` wins over ``epochs``; ``seconds`` caps measured step time.
+
+    With neither steps nor epochs, the workload's default number of epochs applies.
+    """
+
+    steps: int | None = None
+    epochs: float | None = None
+    seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "epochs", "seconds"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise UserError(f"budget {name} must be > 0, but got {name}={value!r}")
+
+    def label(self) -> str:
+        parts = []
+        if self.steps is not None:
+            parts.append(f"{self.steps} steps")
+        if self.epochs is not None:
+            parts.append(f"{self.epochs:g} epochs")
+        if self.seconds is not None:
+            parts.append(f"{self.seconds:g} s")
+        return ", ".join(parts) or "workload default"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines a run's result.
+
+    ``method`` is the canonical method name (``bench.methods.parse_method(m).name``).
+    ``options`` holds rarely used knobs (``batch_size``, ``eval_every`` in epochs, ``warmup_steps``,
+    ``hyper_every`` in steps, ``jobs_per_gpu``, ``parent``); every key in it is part of the id.
+    """
+
+    workload: str
+    method: str
+    seed: int = 0
+    budget: Budget = field(default_factory=Budget)
+    device: str = "cpu"
+    options: tuple[tuple[str, Any], ...] = ()
+
+    def option(self, key: str, default: Any = None) -> Any:
+        return dict(self.options).get(key, default)
+
+    def with_options(self, **kw: Any) -> RunConfig:
+        merged = dict(self.options) | kw
+        return dataclasses.replace(self, options=tuple(sorted(merged.items())))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "workload": self.workload,
+            "method": self.method,
+            "seed": self.seed,
+            "budget": dataclasses.asdict(self.budget),
+            "device": self.device,
+            "options": dict(sorted(self.options)),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+        return cls(
+            workload=d["workload"],
+            method=d["method"],
+            seed=int(d.get("seed", 0)),
+            budget=Budget(**d.get("budget", {})),
+            device=d.get("device", "cpu"),
+            options=tuple(sorted(d.get("options", {}).items())),
+        )
+
+    @property
+    def run_id(self) -> str:
+        return run_id(self)
+
+
+def device_kind(device: str) -> str:
+    """``cuda:1`` and ``cuda`` are the same kind of device: results must not depend on the index."""
+    return device.split(":")[0]
+
+
+def run_id(config: RunConfig) -> str:
+    """A stable 16-hex-digit id: the same config (and code version) always gives the same id.
+
+    The device index is left out (a run on ``cuda:1`` is the same run as on ``cuda:0``).
+    """
+    d = config.to_dict()
+    d["device"] = device_kind(config.device)
+    payload = json.dumps({"config": d, "code": CODE_VERSION}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]

@@ -1,0 +1,136 @@
+"""The method registry: every way of training a model, named by a string.
+
+Names are identities: ``parse_method(s).name`` is the canonical string, printed back exactly as
+parsed; it is the label on a plot, the key in the store and what the CLI accepts.
+
+Two kinds of method:
+    - ``SingleRunMethod.setup(params, ...)`` builds an ``OptimizerSetup`` for one model;
+    - ``SearchMethod.search(config, ...)`` runs many single runs inside one budget.
+
+Each family of methods lives in a module of this package (``towers``, ``hd``, ``schedules``,
+``lrfree``, ``search``) and exposes ``FAMILY``; ``FAMILY_MODULES`` is the dispatch order.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+from bench.errors import UserError
+
+if TYPE_CHECKING:
+    from bench.config import RunConfig
+    from bench.record import RunResult
+
+# Dispatch order: the first family whose ``matches`` accepts a name parses it.
+FAMILY_MODULES = ("search", "hd", "lrfree", "schedules", "towers")
+
+
+@dataclass
+class OptimizerSetup:
+    """What a single-run method gives the training loop for one model.
+
+    The loop calls ``step(compute_loss)`` once per optimizer step, ``hyperparameters()`` when it
+    samples trajectories, and ``train_mode()`` / ``eval_mode()`` around evaluations (the harness
+    switches modes, never the user: schedule-free optimizers need it).
+    """
+
+    optimizer: torch.optim.Optimizer
+    scheduler: Any | None = None  # a torch.optim.lr_scheduler.LRScheduler stepped once per step
+    hyperparameters: Callable[[], dict[str, float]] = field(default=lambda: {})
+    train_mode: Callable[[], None] = field(default=lambda: None)
+    eval_mode: Callable[[], None] = field(default=lambda: None)
+
+    def step(self, compute_loss: Callable[[], Tensor]) -> Tensor:
+        """One optimizer step: zero the grads, compute the loss, backpropagate, update."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = compute_loss()
+        loss.backward()
+        self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        return loss
+
+
+class Method(ABC):
+    """A named way of training a model. ``name`` is canonical and round-trips through parse."""
+
+    name: str
+    kind: str  # "single" or "search"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SingleRunMethod(Method):
+    kind = "single"
+
+    @abstractmethod
+    def setup(
+        self,
+        params: Iterable[Tensor],
+        *,
+        total_steps: int,
+        steps_per_epoch: int,
+        model: torch.nn.Module | None = None,
+    ) -> OptimizerSetup:
+        """Build the optimizer (and schedule) for ``params``.
+
+        ``model`` is given for methods that must wrap it (the reference ``gdtuo`` tower).
+        """
+
+
+class SearchMethod(Method):
+    kind = "search"
+
+    @abstractmethod
+    def search(
+        self,
+        config: RunConfig,
+        *,
+        train: Callable[[RunConfig], RunResult],
+        storage: str | None = None,
+    ) -> RunResult:
+        """Run trials through ``train`` within ``config``'s budget and return one record.
+
+        The record's ``cost`` sums every trial (pruned trials' partial steps included), its
+        metrics are the trial selected on validation, and ``curves["best_so_far"]`` holds
+        best-so-far validation and test numbers against cumulative cost.
+        """
+
+
+@dataclass(frozen=True)
+class Family:
+    """A family of methods: how to recognise, parse and describe its names."""
+
+    name: str
+    description: str
+    examples: tuple[str, ...]
+    matches: Callable[[str], bool]
+    parse: Callable[[str], Method]
+
+
+def families() -> list[Family]:
+    return [importlib.import_module(f"bench.methods.{m}").FAMILY for m in FAMILY_MODULES]
+
+
+def parse_method(name: str) -> Method:
+    """Parse a method name; a name no family accepts lists the families and examples."""
+    text = name.strip()
+    for family in families():
+        if family.matches(text):
+            return family.parse(text)
+    raise UserError(f"unknown method {name!r}; valid methods:\n{describe_methods()}")
+
+
+def describe_methods() -> str:
+    """One line per family: its name, what it is, and example names."""
+    return "\n".join(
+        f"  {f.name}: {f.description} (e.g. {', '.join(f.examples)})" for f in families()
+    )
