@@ -1,0 +1,53 @@
+"""The ``hd`` family: hand-derived hypergradient descent (Baydin et al., ICLR 2018).
+
+Names: ``sgd-hd(lr=0.001, beta=0.001)``, ``sgdn-hd(lr=0.001, beta=0.001)`` (Nesterov, momentum
+0.9), ``adam-hd(lr=0.001, beta=1e-7)``; ``mult=true`` selects the multiplicative form,
+``weight_decay``, ``momentum``, ``beta1``, ``beta2``, ``eps`` as in ``baselines.hd``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import Tensor
+
+from baselines import hd
+from bench.errors import UserError
+from bench.methods import Family, OptimizerSetup, SingleRunMethod
+
+
+class HDMethod(SingleRunMethod):
+    """A parsed HD name; ``setup`` builds the optimizer, whose step size is ``"0.lr"``."""
+
+    def __init__(self, name: str) -> None:
+        try:
+            self.name, _ = hd.parse_hd(name)
+        except ValueError as e:
+            raise UserError(str(e)) from None
+
+    def setup(
+        self,
+        params: Iterable[Tensor],
+        *,
+        total_steps: int,
+        steps_per_epoch: int,
+        model: torch.nn.Module | None = None,
+    ) -> OptimizerSetup:
+        optimizer = hd.build_hd(self.name, params)
+        return OptimizerSetup(optimizer, hyperparameters=lambda: hd.step_sizes(optimizer))
+
+
+def _matches(name: str) -> bool:
+    return name.split("(")[0].strip() in hd.NAMES
+
+
+FAMILY = Family(
+    name="hd",
+    description="hypergradient descent by hand (Baydin et al.): "
+    + "; ".join(s.describe() for s in hd.SIGNATURES),
+    examples=("sgd-hd(lr=0.001, beta=0.001)", "sgdn-hd(lr=0.001, beta=0.001)",
+              "adam-hd(lr=0.001, beta=1e-7, mult=true)"),
+    matches=_matches,
+    parse=HDMethod,
+)
