@@ -1,0 +1,657 @@
+"""The scheduler: a plan of runs over slots (GPUs or CPU), one worker process per slot.
+
+Guarantees:
+    - Runs already in the store (``Store.has``: done or diverged) are skipped, so a re-run of a
+      suite resumes where the last one stopped.
+    - Runs are queued by dependency (a dependent run waits for its parent's result), longest
+      first (estimated cost), so the slowest runs do not start last.
+    - A run that raises, runs out of memory, or whose worker dies (segfault, SIGKILL) is recorded
+      ``failed`` with the reason; a dead worker is replaced and the suite goes on.
+    - Ctrl-C (or SIGTERM) stops: finished runs stay in the store, running ones are discarded
+      (their workers are terminated before writing anything; a write is one transaction).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import multiprocessing as mp
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any
+
+from bench.config import RunConfig
+from bench.errors import BenchError, UserError
+from bench.measure import now_iso
+from bench.record import DIVERGED, DONE, FAILED
+from bench.suite import LEARNED_FROM, resolve_dependent
+from bench.worker import WorkerSpec, failed_record
+from bench.worker import main as worker_main
+
+# A worker that dies this many times in a row before it is ready is broken, not unlucky.
+MAX_START_FAILURES = 3
+
+
+# --- slots ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Slot:
+    """Where one worker runs: ``device`` is ``"cpu"`` or ``"cuda"``."""
+
+    name: str
+    device: str
+    threads: int
+    cuda_visible: str | None = None
+
+
+def cpu_cores() -> int:
+    """The cores this process may use (its affinity mask, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def cpu_slots(workers: int) -> list[Slot]:
+    """``workers`` CPU slots sharing the cores fairly (``OMP_NUM_THREADS`` caps each one)."""
+    if workers < 1:
+        raise UserError(f"--cpu-workers must be >= 1, but got {workers}")
+    threads = max(1, cpu_cores() // workers)
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        threads = max(1, min(threads, int(os.environ["OMP_NUM_THREADS"])))
+    return [Slot(f"cpu{i}", "cpu", threads) for i in range(workers)]
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs this process sees, as ``"index (name)"``; empty without CUDA."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return []
+    return [f"{i} ({torch.cuda.get_device_name(i)})" for i in range(torch.cuda.device_count())]
+
+
+def gpu_slots(gpus: str, jobs_per_gpu: int = 1) -> list[Slot]:
+    """Slots for ``--gpus 0,1`` or ``--gpus all``, checked before anything runs.
+
+    Raises:
+        UserError: CUDA is not available, or a named GPU is not visible (the message lists the
+            visible devices).
+    """
+    import torch
+
+    if jobs_per_gpu < 1:
+        raise UserError(f"--jobs-per-gpu must be >= 1, but got {jobs_per_gpu}")
+    if not torch.cuda.is_available():
+        raise UserError(
+            f"--gpus {gpus} needs CUDA, but this torch ({torch.__version__}, CUDA build "
+            f"{torch.version.cuda}) sees no GPU; visible devices: none; use --cpu-workers N"
+        )
+    count = torch.cuda.device_count()
+    if gpus.strip() == "all":
+        ids = list(range(count))
+    else:
+        try:
+            ids = [int(x) for x in gpus.split(",") if x.strip()]
+        except ValueError:
+            raise UserError(
+                f"--gpus must be 'all' or indices such as 0,1, but got {gpus!r}"
+            ) from None
+        bad = [i for i in ids if not 0 <= i < count]
+        if bad or not ids or len(set(ids)) != len(ids):
+            raise UserError(f"--gpus {gpus}: GPU {bad or ids} is not available (each index once); "
+                            f"visible devices: {', '.join(visible_gpus())}")
+    # Indices are relative to this process's CUDA_VISIBLE_DEVICES; a worker needs the real one.
+    parent_visible = [x for x in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if x]
+    slots = []
+    for i in ids:
+        physical = parent_visible[i] if i < len(parent_visible) else str(i)
+        for j in range(jobs_per_gpu):
+            name = f"gpu{i}" if jobs_per_gpu == 1 else f"gpu{i}.{j}"
+            slots.append(Slot(name, "cuda", max(1, cpu_cores() // len(ids) // jobs_per_gpu),
+                              physical))
+    return slots
+
+
+# --- cost estimates -------------------------------------------------------------------------
+
+
+def estimate_steps(config: RunConfig) -> int:
+    """Optimizer steps a run will take (a search: over all its trials), from its budget."""
+    from bench.workloads import WORKLOADS
+
+    budget = config.budget
+    if budget.steps is not None:
+        steps = budget.steps
+    else:
+        cls = WORKLOADS[config.workload]
+        epochs = budget.epochs if budget.epochs is not None else cls.epochs
+        batch = int(config.option("batch_size", cls.batch_size))
+        steps = int(round(epochs * _steps_per_epoch(cls, batch)))
+    return max(1, round(max(1, steps) * _method_factor(config.method)))
+
+
+def _steps_per_epoch(cls: Any, batch: int) -> float:
+    """From the workload's training-set size when it says (``train_size``), else by dataset."""
+    size = getattr(cls, "train_size", None)
+    if size is None:
+        name = cls.name
+        known = {"mnist": 54_000, "fashion": 54_000, "cifar10s": 4_576, "cifar10": 45_000,
+                 "warpeace": 2_876_000 // 100}
+        size = next((v for k, v in known.items() if name.startswith(k)), 50_000)
+    return float(max(1, math.ceil(size / batch)))
+
+
+def _method_factor(method: str) -> float:
+    """A search's ``budget=k`` is k single-run budgets (``bench.methods.search``); others one."""
+    from bench.methods import parse_method
+
+    parsed = parse_method(method)
+    if parsed.kind != "search":
+        return 1.0
+    return float(getattr(parsed, "args", {}).get("budget", 1.0))
+
+
+def seconds_per_step(store: Any, device: str) -> dict[str, float]:
+    """Wall seconds per step by workload, the median over results already in the store."""
+    from statistics import median
+
+    per: dict[str, list[float]] = {}
+    for r in store.results(status=DONE):
+        steps, env = r.cost.get("steps"), r.env
+        if not steps or r.config.get("device", "cpu").split(":")[0] != device.split(":")[0]:
+            continue
+        try:
+            from datetime import datetime
+
+            seconds = (datetime.fromisoformat(env["ended"]) -
+                       datetime.fromisoformat(env["started"])).total_seconds()
+        except (KeyError, TypeError, ValueError):
+            continue
+        per.setdefault(r.config["workload"], []).append(seconds / steps)
+    return {w: median(v) for w, v in per.items()}
+
+
+# --- progress ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Summary:
+    """What a scheduler run did."""
+
+    planned: int = 0
+    stored: int = 0  # already in the store, skipped
+    done: int = 0
+    diverged: int = 0
+    failed: int = 0
+    skipped: list[str] = field(default_factory=list)  # dependents that could not be made
+    interrupted: int = 0  # running when stopped, discarded
+    trained: list[str] = field(default_factory=list)  # run ids trained (any final status)
+
+    @property
+    def finished(self) -> int:
+        return self.done + self.diverged + self.failed
+
+
+def describe(config: RunConfig) -> str:
+    """One short line naming a run."""
+    parent = config.option(LEARNED_FROM)
+    method = f"plain re-run of {config.method}" if parent else config.method
+    return f"{config.workload} {method} seed={config.seed} [{config.budget.label()}]"
+
+
+class Progress:
+    """Runs done, failed and remaining, and what each slot is doing.
+
+    On a terminal: tqdm bars (one for the suite, one line per slot). Elsewhere (logs, CI, the
+    tests): one line per event on stdout, flushed.
+    """
+
+    def __init__(self, slots: list[Slot], *, live: bool | None = None) -> None:
+        self.slots = slots
+        self.live = sys.stdout.isatty() if live is None else live
+        self.total = 0
+        self.summary: Summary | None = None
+        self.bars: dict[str, Any] = {}
+
+    def start(self, summary: Summary, to_train: int) -> None:
+        self.summary, self.total = summary, to_train
+        self.line(f"plan: {summary.planned} runs, {summary.stored} already stored, "
+                  f"{to_train} to train on {len(self.slots)} slots "
+                  f"({', '.join(s.name for s in self.slots)})")
+        if self.live:
+            from tqdm import tqdm
+
+            self.bars["all"] = tqdm(total=to_train, unit="run", position=0, dynamic_ncols=True)
+            for i, slot in enumerate(self.slots, 1):
+                self.bars[slot.name] = tqdm(total=0, position=i, bar_format="{desc}",
+                                            desc=f"  {slot.name}: idle")
+
+    def line(self, text: str) -> None:
+        if self.live and "all" in self.bars:
+            self.bars["all"].write(text)
+        else:
+            print(text, flush=True)
+
+    def counts(self) -> str:
+        s = self.summary
+        assert s is not None
+        left = self.total - s.finished
+        return f"{s.finished}/{self.total} finished, {s.failed} failed, {left} left"
+
+    def busy(self, slot: Slot, pid: int, config: RunConfig) -> None:
+        if self.live:
+            self.bars[slot.name].set_description_str(f"  {slot.name}: {describe(config)}")
+        else:
+            self.line(f"start [{slot.name} pid={pid}] {config.run_id} {describe(config)}")
+
+    def finished(self, slot: Slot, config: RunConfig, status: str, error: str | None,
+                 seconds: float) -> None:
+        why = f": {error}" if error and status != DONE else ""
+        text = (f"{status} [{slot.name}] {config.run_id} {describe(config)} "
+                f"in {seconds:.1f} s{why} ({self.counts()})")
+        if self.live:
+            self.bars[slot.name].set_description_str(f"  {slot.name}: idle")
+            self.bars["all"].update(1)
+            self.bars["all"].set_postfix_str(f"failed={self.summary.failed}")  # type: ignore
+            if status != DONE:
+                self.line(text)
+        else:
+            self.line(text)
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+        self.bars.clear()
+
+
+# --- the scheduler ----------------------------------------------------------------------------
+
+
+@dataclass
+class _Worker:
+    slot: Slot
+    process: Any
+    conn: Connection
+    pid: int | None = None  # set when ready
+    running: RunConfig | None = None
+    started: float = 0.0
+    started_iso: str | None = None
+
+
+class Scheduler:
+    """Runs a plan over slots, one spawned worker process per slot.
+
+    Args:
+        slots: from ``cpu_slots`` or ``gpu_slots``.
+        store: an open ``bench.store.Store``; its path is given to the workers.
+        store_path: the path of that store.
+        progress: where events go (default: a ``Progress`` over ``slots``).
+        worker_env: recorded in every result's ``env`` (not the id).
+    """
+
+    def __init__(self, slots: list[Slot], store: Any, store_path: str, *,
+                 progress: Progress | None = None,
+                 worker_env: dict[str, Any] | None = None) -> None:
+        if not slots:
+            raise UserError("no slots to run on; give --gpus or --cpu-workers N (N >= 1)")
+        self.slots, self.store, self.store_path = slots, store, str(store_path)
+        self.progress = progress or Progress(slots)
+        self.worker_env = tuple(sorted((worker_env or {}).items()))
+        self.context = mp.get_context("spawn")
+        self.workers: dict[str, _Worker] = {}
+        self.start_failures: dict[str, int] = {}
+        self.queue: list[tuple[int, int, RunConfig]] = []
+        self.waiting: dict[str, list[RunConfig]] = {}
+        self.costs: dict[str, int] = {}
+        self.summary = Summary()
+        self.order = 0
+
+    # planning -------------------------------------------------------------------------------
+
+    def prepare(self, plan: list[RunConfig]) -> int:
+        """Queue what is not stored yet; returns how many runs will train (dependents counted)."""
+        self.summary = Summary(planned=len(plan))
+        planned_ids = {c.run_id for c in plan}
+        to_train = 0
+        for config in plan:
+            parent = config.option(LEARNED_FROM)
+            if parent is None:
+                if self.store.has(config.run_id):
+                    self.summary.stored += 1
+                else:
+                    self.push(config)
+                    to_train += 1
+            elif self.store.has(parent):
+                to_train += self.release(config, parent)
+            elif parent in planned_ids:
+                self.waiting.setdefault(parent, []).append(config)
+                to_train += 1
+            else:
+                self.skip(config, f"its parent {parent} is neither stored nor planned")
+        return to_train
+
+    def push(self, config: RunConfig) -> None:
+        cost = self.costs.setdefault(config.run_id, estimate_steps(config))
+        self.order += 1
+        heapq.heappush(self.queue, (-cost, self.order, config))
+
+    def release(self, dependent: RunConfig, parent_id: str) -> int:
+        """A parent is stored: queue its dependent's concrete run (1) or skip it (0)."""
+        parent = self.store.get(parent_id)
+        if parent is None or parent.status != DONE:
+            status = parent.status if parent else "missing"
+            self.skip(dependent, f"its parent {parent_id} is {status}")
+            return 0
+        try:
+            config = resolve_dependent(dependent, parent)
+        except UserError as e:
+            self.skip(dependent, str(e))
+            return 0
+        if self.store.has(config.run_id):
+            self.summary.stored += 1
+            return 0
+        self.push(config)
+        return 1
+
+    def skip(self, config: RunConfig, why: str) -> None:
+        self.summary.skipped.append(f"{describe(config)}: {why}")
+        self.progress.line(f"skipped {describe(config)}: {why}")
+
+    # running ---------------------------------------------------------------------------------
+
+    def run(self, plan: list[RunConfig]) -> Summary:
+        """Train every run of ``plan`` not already stored; returns what happened.
+
+        Raises:
+            KeyboardInterrupt: after stopping the workers (finished runs stay stored).
+            BenchError: a worker could not even start (``MAX_START_FAILURES`` times in a row).
+        """
+        to_train = self.prepare(plan)
+        self.progress.start(self.summary, to_train)
+        try:
+            for slot in self.slots[: max(0, to_train)]:
+                self.spawn(slot)
+            while self.queue or self.waiting or any(w.running for w in self.workers.values()):
+                self.dispatch()
+                self.poll(timeout=1.0)
+        except BaseException:
+            self.summary.interrupted = sum(1 for w in self.workers.values() if w.running)
+            self.terminate()
+            raise
+        finally:
+            self.progress.close()
+        self.stop()
+        return self.summary
+
+    def spawn(self, slot: Slot) -> None:
+        parent_conn, child_conn = self.context.Pipe(duplex=True)
+        spec = WorkerSpec(slot.name, self.store_path, slot.threads, slot.cuda_visible,
+                          self.worker_env)
+        process = self.context.Process(target=worker_main, args=(child_conn, spec),
+                                       name=f"bench-worker-{slot.name}", daemon=True)
+        process.start()
+        child_conn.close()
+        self.workers[slot.name] = _Worker(slot, process, parent_conn)
+
+    def dispatch(self) -> None:
+        for worker in self.workers.values():
+            if worker.pid is not None and worker.running is None and self.queue:
+                _, _, config = heapq.heappop(self.queue)
+                worker.running, worker.started = config, time.perf_counter()
+                worker.started_iso = now_iso()
+                worker.conn.send(("run", config.to_dict()))
+                self.progress.busy(worker.slot, worker.pid, config)
+
+    def poll(self, timeout: float) -> None:
+        """Wait for a message or a dead worker, and handle what arrived."""
+        by_conn = {w.conn: w for w in self.workers.values()}
+        by_sentinel = {w.process.sentinel: w for w in self.workers.values()}
+        for ready in wait([*by_conn, *by_sentinel], timeout=timeout):
+            worker = by_conn.get(ready) or by_sentinel[ready]  # type: ignore[index]
+            if self.workers.get(worker.slot.name) is not worker:
+                continue  # already replaced in this round
+            try:
+                while worker.conn.poll():
+                    self.handle(worker, worker.conn.recv())
+            except (EOFError, OSError):
+                pass
+            if not worker.process.is_alive() or ready is worker.process.sentinel:
+                worker.process.join(timeout=5)
+                self.died(worker)
+
+    def handle(self, worker: _Worker, message: tuple) -> None:
+        kind = message[0]
+        if kind == "ready":
+            worker.pid = message[1]
+            self.start_failures[worker.slot.name] = 0
+        elif kind == "finished":
+            _, run_id, status, error = message
+            config = worker.running
+            assert config is not None and config.run_id == run_id, (config, run_id)
+            worker.running = None
+            self.finish(worker.slot, config, status, error, time.perf_counter() - worker.started)
+
+    def finish(self, slot: Slot, config: RunConfig, status: str, error: str | None,
+               seconds: float) -> None:
+        if status == DONE:
+            self.summary.done += 1
+        elif status == DIVERGED:
+            self.summary.diverged += 1
+        else:
+            self.summary.failed += 1
+        self.summary.trained.append(config.run_id)
+        self.progress.finished(slot, config, status, error, seconds)
+        for dependent in self.waiting.pop(config.run_id, []):
+            if not self.release(dependent, config.run_id):
+                self.progress.total -= 1
+
+    def died(self, worker: _Worker) -> None:
+        """A worker is gone: record its run as failed and replace it if there is work left."""
+        del self.workers[worker.slot.name]
+        code = worker.process.exitcode
+        reason = _exit_reason(code)
+        if worker.running is not None:
+            config = worker.running
+            record = failed_record(config, f"worker died while running ({reason})",
+                                   started=worker.started_iso, in_worker=False)
+            self.store.put(record)
+            self.finish(worker.slot, config, FAILED, record.error,
+                        time.perf_counter() - worker.started)
+        elif worker.pid is None:
+            n = self.start_failures.get(worker.slot.name, 0) + 1
+            self.start_failures[worker.slot.name] = n
+            if n >= MAX_START_FAILURES:
+                raise BenchError(f"the worker of slot {worker.slot.name} died {n} times before "
+                                 f"it was ready ({reason}); see its error output above")
+        if self.queue or self.waiting:
+            self.spawn(worker.slot)
+
+    def stop(self) -> None:
+        """Normal end: ask each worker to stop, then make sure it has."""
+        for worker in self.workers.values():
+            try:
+                worker.conn.send(("stop",))
+            except OSError:
+                pass
+        for worker in self.workers.values():
+            worker.process.join(timeout=10)
+            if worker.process.is_alive():
+                worker.process.terminate()
+                worker.process.join(timeout=5)
+        self.workers.clear()
+
+    def terminate(self) -> None:
+        """Stop now: running runs are discarded (a worker writes a result in one transaction)."""
+        for worker in self.workers.values():
+            if worker.process.is_alive():
+                worker.process.terminate()
+        for worker in self.workers.values():
+            worker.process.join(timeout=10)
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join(timeout=5)
+        self.workers.clear()
+
+
+def _exit_reason(code: int | None) -> str:
+    if code is None:
+        return "exit status unknown"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = "; out of memory?" if name == "SIGKILL" else ""
+        return f"killed by {name}{hint}"
+    return f"exited with status {code}"
+
+
+def sigterm_as_interrupt() -> Callable[[], None]:
+    """Treat SIGTERM like Ctrl-C (the same clean stop); returns a function that undoes it."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    return lambda: signal.signal(signal.SIGTERM, previous)
+
+
+# --- the ``suite`` subcommand -----------------------------------------------------------------
+
+
+def add_arguments(parser: Any) -> None:
+    """The arguments of ``python -m bench suite``."""
+    from bench.cli import seeds_type
+
+    parser.add_argument("suite", help="a shipped suite's name (see `bench list`) or a .toml path")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--gpus", help="GPU indices, e.g. 0,1, or 'all': one worker per GPU")
+    where.add_argument("--cpu-workers", type=int, metavar="N",
+                       help="N CPU workers sharing the cores (default: 1 when --gpus is absent)")
+    parser.add_argument("--store", help="results store (default: $BENCH_STORE or "
+                                        "results/bench.sqlite)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the plan (runs per workload and method, estimated cost)")
+    parser.add_argument("--seeds", type=seeds_type, metavar="0,1,2",
+                        help="replace every group's seeds, e.g. 0,1,2 or 0-4")
+    parser.add_argument("--jobs-per-gpu", type=int, default=1, metavar="N",
+                        help="runs sharing one GPU (recorded in each run's options: its id)")
+    parser.add_argument("--no-report", action="store_true", help="do not write the report")
+
+
+def run_cli(args: Any) -> int:
+    """``python -m bench suite``: plan, check the slots, train, report.
+
+    Exit codes: 0 all runs done (or diverged: a result), 1 some run failed, 130 interrupted.
+    """
+    from bench.store import Store, default_path
+    from bench.suite import load_suite
+
+    suite = load_suite(args.suite)  # malformed file, unknown names: before anything runs
+    if args.gpus is not None:
+        slots = gpu_slots(args.gpus, args.jobs_per_gpu)
+    else:
+        slots = cpu_slots(args.cpu_workers if args.cpu_workers is not None else 1)
+    device = slots[0].device
+    plan = suite.plan(seeds=args.seeds, device=device, jobs_per_gpu=args.jobs_per_gpu)
+    store_path = Path(args.store) if args.store else default_path()
+    if args.dry_run:
+        print(dry_run_text(suite.name, plan, store_path, slots))
+        return 0
+    print(f"suite {suite.name}: {suite.description}\nstore: {store_path}", flush=True)
+    store = Store(store_path)
+    workers = {"workers": len(slots)}
+    if device == "cuda":
+        workers["jobs_per_gpu"] = args.jobs_per_gpu
+    scheduler = Scheduler(slots, store, str(store_path), worker_env=workers)
+    restore = sigterm_as_interrupt()
+    started = time.perf_counter()
+    try:
+        summary = scheduler.run(plan)
+    except KeyboardInterrupt:
+        s = scheduler.summary
+        print(f"interrupted: {s.finished} runs finished and stored, {s.interrupted} running "
+              "discarded; run the same command again to resume", flush=True)
+        return 130
+    finally:
+        restore()
+    print(summary_text(summary, time.perf_counter() - started), flush=True)
+    if not args.no_report:
+        write_report(suite, plan, store)
+    store.close()
+    return 1 if summary.failed else 0
+
+
+def summary_text(summary: Summary, seconds: float) -> str:
+    lines = [f"finished in {seconds:.1f} s: {summary.done} done, {summary.diverged} diverged, "
+             f"{summary.failed} failed, {summary.stored} already stored, "
+             f"{len(summary.skipped)} skipped"]
+    lines += [f"  skipped {why}" for why in summary.skipped]
+    return "\n".join(lines)
+
+
+def write_report(suite: Any, plan: list[RunConfig], store: Any) -> None:
+    """Write the suite's report with ``bench.report`` when that module offers a writer."""
+    try:
+        from bench import report
+    except ImportError:
+        return
+    writer = getattr(report, "write_suite_report", None)
+    if writer is None:
+        return
+    path = writer(suite, store, plan=plan)
+    if path:
+        print(f"report: {path}", flush=True)
+
+
+def dry_run_text(name: str, plan: list[RunConfig], store_path: Path, slots: list[Slot]) -> str:
+    """The plan: runs per workload and method, steps, and time where past results tell."""
+    from tabulate import tabulate
+
+    stored: set[str] = set()
+    per_step: dict[str, float] = {}
+    if store_path.is_file():
+        from bench.store import Store
+
+        with Store(store_path) as store:
+            stored = {c.run_id for c in plan if store.has(c.run_id)}
+            per_step = seconds_per_step(store, slots[0].device)
+    rows: dict[tuple[str, str], list[float]] = {}
+    for c in plan:
+        key = (c.workload, f"plain re-run of {c.method}" if c.option(LEARNED_FROM) else c.method)
+        row = rows.setdefault(key, [0, 0, 0, 0.0])
+        steps = estimate_steps(c)
+        row[0] += 1
+        row[1] += c.run_id in stored
+        row[2] += steps
+        if c.run_id not in stored and c.workload in per_step:
+            row[3] += steps * per_step[c.workload]
+    table = [[w, m, n, s, f"{st:,}", _duration(t) if t else "?"]
+             for (w, m), (n, s, st, t) in rows.items()]
+    total_steps = sum(r[2] for r in rows.values())
+    total_time = sum(r[3] for r in rows.values())
+    todo = len(plan) - len(stored)
+    head = (f"suite {name}: {len(plan)} runs ({todo} to train, {len(stored)} already stored), "
+            f"{total_steps:,} steps in all, on {len(slots)} slots")
+    foot = ("estimated time (from past results in the store): "
+            f"{_duration(total_time)} of device time, about "
+            f"{_duration(total_time / len(slots))} on {len(slots)} slots"
+            if total_time else "estimated time: unknown (no past results of these workloads)")
+    return "\n".join([head, tabulate(table, headers=["workload", "method", "runs", "stored",
+                                                      "steps", "time"]), foot])
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

@@ -1,0 +1,149 @@
+"""The worker process: one per scheduler slot, it trains runs and stores their results.
+
+A worker is started by ``multiprocessing``'s *spawn* context, so it inherits no CUDA state and no
+locks. It talks to the scheduler over one duplex pipe:
+
+    scheduler -> worker: ``("run", config_dict)`` or ``("stop",)``
+    worker -> scheduler: ``("ready", pid)``, ``("started", run_id)``,
+                         ``("finished", run_id, status, error)``
+
+The worker writes each result to the store itself, in one transaction, before it reports
+``finished``. Why the worker and not the scheduler: a result is durable the moment its run ends,
+whatever happens to the scheduler afterwards (a SIGKILL between the two would otherwise lose a
+finished run); records with full curves never travel through a pipe; and the store is safe for
+several processes (SQLite, WAL). The scheduler writes only what a worker cannot: the ``failed``
+record of a run whose worker died.
+
+A worker ignores SIGINT (Ctrl-C reaches the whole process group; the scheduler decides what stops
+and terminates its workers) and dies with the scheduler (``PR_SET_PDEATHSIG`` on Linux, and a
+watchdog thread elsewhere), so a killed suite leaves no orphan still training.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+from bench.config import RunConfig
+from bench.record import FAILED, RunResult
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """What a worker needs to know about its slot.
+
+    Attributes:
+        slot: the slot's name (``cpu0``, ``gpu1``, ``gpu1.2``), recorded in each result's env.
+        store_path: the results store the worker writes to.
+        threads: ``torch.set_num_threads`` for this worker (CPU slots share the cores).
+        cuda_visible: the physical GPU for ``CUDA_VISIBLE_DEVICES`` (``None`` on a CPU slot);
+            the worker then sees it as ``cuda:0``.
+        env: recorded in each result's ``env`` (e.g. ``workers``), never in the run id.
+    """
+
+    slot: str
+    store_path: str
+    threads: int
+    cuda_visible: str | None = None
+    env: tuple[tuple[str, Any], ...] = ()
+
+
+def main(conn: Connection, spec: WorkerSpec) -> None:
+    """The worker's entry point (the target of the spawned process)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
+    # Whatever reads the default store (a search's Optuna storage beside it) sees this one.
+    os.environ["BENCH_STORE"] = spec.store_path
+    if spec.cuda_visible is not None:
+        # Before anything initialises CUDA: the worker must see only its own GPU, as cuda:0.
+        os.environ["CUDA_VISIBLE_DEVICES"] = spec.cuda_visible
+    import torch
+
+    torch.set_num_threads(spec.threads)
+    from bench.store import Store
+
+    store = Store(spec.store_path)
+    conn.send(("ready", os.getpid()))
+    try:
+        while True:
+            message = conn.recv()
+            if message[0] == "stop":
+                break
+            config = RunConfig.from_dict(message[1])
+            conn.send(("started", config.run_id))
+            result = run_one(config, spec)
+            store.put(result)
+            conn.send(("finished", result.run_id, result.status, result.error))
+    except (EOFError, BrokenPipeError):
+        pass  # the scheduler is gone: nothing to report to
+    finally:
+        store.close()
+
+
+def run_one(config: RunConfig, spec: WorkerSpec) -> RunResult:
+    """Train one run; anything it raises becomes a ``failed`` record, never a dead worker."""
+    from bench.measure import now_iso
+    from bench.train import train
+
+    started = now_iso()
+    try:
+        result = train(config)
+    except Exception as e:  # noqa: BLE001 - a failing run is recorded, the worker goes on
+        result = failed_record(config, f"{type(e).__name__}: {e}", started=started)
+    result.env = dict(result.env) | {"slot": spec.slot} | dict(spec.env)
+    return result
+
+
+def failed_record(config: RunConfig, reason: str, *, started: str | None = None,
+                  in_worker: bool = True) -> RunResult:
+    """The record of a run that failed: its config, the reason (one line) and the environment.
+
+    Args:
+        config: the run.
+        reason: why it failed; whitespace is collapsed and it is cut to 500 characters.
+        started: when the run started (ISO 8601), if known.
+        in_worker: False when the scheduler writes it (its worker died): the scheduler never
+            touches CUDA, so the device's name is left unknown rather than initialising it.
+    """
+    from bench.measure import environment
+
+    if in_worker:
+        env = environment(config.device, started)
+    else:
+        env = environment("cpu", started) | {"device": config.device}
+        if config.device != "cpu":
+            env["device_name"] = "unknown (recorded by the scheduler)"
+    return RunResult(
+        run_id=config.run_id,
+        config=config.to_dict(),
+        status=FAILED,
+        error=" ".join(reason.split())[:500],
+        env=env,
+    )
+
+
+def _die_with_parent() -> None:
+    """Make this process die when the scheduler dies, even by SIGKILL."""
+    parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
+        except OSError:
+            pass
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()

@@ -1,0 +1,316 @@
+"""The scheduler with real worker processes: resume, failure isolation, clean stops.
+
+Each test drives ``python -m bench suite`` in a subprocess on a tiny suite written to a tmp dir
+(a few MNIST MLP steps per run), reads its progress lines, and kills processes for real.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench.errors import UserError
+from bench.record import DONE, FAILED
+from bench.scheduler import cpu_slots, estimate_steps, gpu_slots
+from bench.store import Store
+from bench.suite import load_suite
+
+ROOT = Path(__file__).resolve().parents[2]
+TIMEOUT = 240
+
+
+def suite_file(tmp_path: Path, groups: str, name: str = "tiny.toml") -> Path:
+    path = tmp_path / name
+    path.write_text('description = "tiny"\nseeds = [0]\n' + textwrap.dedent(groups))
+    return path
+
+
+TINY = """
+budgets = [{ steps = 12 }]
+options = { warmup_steps = 2 }
+
+[[group]]
+workloads = ["mnist-mlp"]
+methods = ["sgd(lr=0.1)", "sgd(lr=0.05)", "torch.sgd(lr=0.1)", "torch.adam(lr=0.001)",
+           "sgd(lr=0.1)/sgd(lr=0.0001)"]
+seeds = [0, 1]
+rerun_learned = true
+"""  # 10 runs and 2 dependents
+
+
+def env() -> dict[str, str]:
+    e = dict(os.environ)
+    e.setdefault("BENCH_DATA_DIR", str(ROOT.parent / "shared" / "data"))
+    e["OMP_NUM_THREADS"] = "1"
+    e["PYTHONUNBUFFERED"] = "1"
+    return e
+
+
+def start(suite: Path, store: Path, *extra: str) -> subprocess.Popen[str]:
+    cmd = [sys.executable, "-m", "bench", "suite", str(suite), "--store", str(store),
+           "--no-report", *extra]
+    return subprocess.Popen(cmd, cwd=ROOT, env=env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def run(suite: Path, store: Path, *extra: str) -> tuple[int, str]:
+    proc = start(suite, store, *extra)
+    out, _ = proc.communicate(timeout=TIMEOUT)
+    return proc.returncode, out
+
+
+def read_until(proc: subprocess.Popen[str], predicate, lines: list[str]) -> str:
+    """Read progress lines until one satisfies ``predicate``; returns it."""
+    deadline = time.monotonic() + TIMEOUT
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            raise AssertionError("the suite ended early:\n" + "".join(lines))
+        lines.append(line)
+        if predicate(line):
+            return line
+    raise AssertionError("timed out:\n" + "".join(lines))
+
+
+def worker_pids(lines: list[str]) -> set[int]:
+    return {int(line.split("pid=")[1].split("]")[0]) for line in lines if "pid=" in line}
+
+
+def gone(pid: int, within: float = 10.0) -> bool:
+    """The process has exited (a zombie nobody reaps counts as exited)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            return True
+        if state in ("Z", "X"):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def check_store(path: Path) -> list[dict]:
+    """The store passes SQLite's integrity check and every row is a complete record."""
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    rows = conn.execute("SELECT run_id, status, config, metrics, curves, env FROM runs").fetchall()
+    conn.close()
+    out = []
+    for run_id, status, config, metrics, curves, env_ in rows:
+        record = {"run_id": run_id, "status": status, "config": json.loads(config),
+                  "metrics": json.loads(metrics), "curves": json.loads(curves),
+                  "env": json.loads(env_)}
+        if status == DONE:
+            assert "test_error" in record["metrics"] and record["curves"]["eval"], run_id
+        out.append(record)
+    return out
+
+
+def metrics_by_id(path: Path) -> dict[str, dict]:
+    with Store(path) as store:
+        return {r.run_id: r.metrics for r in store.results()}
+
+
+# --- resume after the suite process is killed ----------------------------------------------
+
+
+@pytest.mark.slow
+def test_sigkill_of_the_suite_resumes_to_the_uninterrupted_result(tmp_path):
+    suite = suite_file(tmp_path, TINY)
+    killed, clean = tmp_path / "killed.sqlite", tmp_path / "clean.sqlite"
+    proc = start(suite, killed, "--cpu-workers", "1")
+    lines: list[str] = []
+    finished = 0
+
+    def third_done(line: str) -> bool:
+        nonlocal finished
+        finished += line.startswith("done ")
+        return finished == 3
+
+    read_until(proc, third_done, lines)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    for pid in worker_pids(lines):
+        assert gone(pid), f"worker {pid} outlived the killed suite"
+
+    rows = check_store(killed)
+    assert len(rows) >= 3 and all(r["status"] == DONE for r in rows)
+    stored = len(rows)
+
+    code, out = run(suite, killed, "--cpu-workers", "1")
+    assert code == 0, out
+    assert f"plan: 12 runs, {stored} already stored, {12 - stored} to train" in out, out
+    assert out.count("\ndone ") + out.startswith("done ") == 12 - stored, out
+
+    code, out = run(suite, clean, "--cpu-workers", "1")
+    assert code == 0, out
+    resumed, uninterrupted = metrics_by_id(killed), metrics_by_id(clean)
+    assert len(uninterrupted) == 12
+    assert resumed == uninterrupted  # bitwise: the same floats, dependents included
+
+    code, out = run(suite, clean, "--cpu-workers", "2")
+    assert code == 0 and "plan: 12 runs, 12 already stored, 0 to train" in out, out
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_finished_runs_and_discards_running_ones(tmp_path):
+    suite = suite_file(tmp_path, TINY)
+    store = tmp_path / "s.sqlite"
+    proc = start(suite, store, "--cpu-workers", "2")
+    lines: list[str] = []
+    read_until(proc, lambda line: line.startswith("done "), lines)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole group
+    out, _ = proc.communicate(timeout=60)
+    lines.append(out)
+    assert proc.returncode == 130, "".join(lines)
+    assert "run the same command again to resume" in out
+    for pid in worker_pids(lines):
+        assert gone(pid)
+    rows = check_store(store)
+    assert rows and all(r["status"] == DONE for r in rows)
+    code, out = run(suite, store, "--cpu-workers", "2")
+    assert code == 0 and f"{len(rows)} already stored" in out, out
+    assert len(check_store(store)) == 12
+
+
+# --- failures are recorded, the suite goes on ------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_killed_worker_and_a_raising_run_are_failed_and_the_rest_finishes(tmp_path):
+    suite = suite_file(tmp_path, """
+        [[group]]
+        label = "the victim: the longest run, so it starts first"
+        workloads = ["mnist-mlp"]
+        methods = ["sgd(lr=0.1)"]
+        budgets = [{ steps = 400 }]
+
+        [[group]]
+        label = "a run that raises: a batch size the loop refuses"
+        workloads = ["mnist-mlp"]
+        methods = ["sgd(lr=0.2)"]
+        budgets = [{ steps = 5 }]
+        options = { batch_size = -1 }
+
+        [[group]]
+        workloads = ["mnist-mlp"]
+        methods = ["sgd(lr=0.05)", "torch.sgd(lr=0.1)"]
+        budgets = [{ steps = 5 }]
+    """)
+    store = tmp_path / "s.sqlite"
+    proc = start(suite, store, "--cpu-workers", "1")
+    lines: list[str] = []
+    first = read_until(proc, lambda line: line.startswith("start "), lines)
+    assert "400 steps" in first, first
+    victim = int(first.split("pid=")[1].split("]")[0])
+    os.kill(victim, signal.SIGKILL)
+    out, _ = proc.communicate(timeout=TIMEOUT)
+    text = "".join(lines) + out
+    assert proc.returncode == 1, text  # a failure is never exit 0
+    rows = {r["config"]["method"]: r for r in check_store(store)}
+    assert rows["sgd(lr=0.1)"]["status"] == FAILED
+    with Store(store) as s:
+        victim_record = s.results(method="sgd(lr=0.1)")[0]
+        raised = s.results(method="sgd(lr=0.2)")[0]
+    assert "worker died" in victim_record.error and "SIGKILL" in victim_record.error
+    assert raised.status == FAILED and "batch_size" in raised.error
+    assert rows["sgd(lr=0.05)"]["status"] == DONE and rows["torch.sgd(lr=0.1)"]["status"] == DONE
+    assert "2 done, 0 diverged, 2 failed" in text, text
+
+
+# --- mistakes stop before anything runs -------------------------------------------------------
+
+
+def cli(*args: str) -> tuple[int, str]:
+    from bench.cli import main
+
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
+        code = main(list(args))
+    return code, buf.getvalue()
+
+
+def test_malformed_suite_names_file_line_and_key_and_runs_nothing(tmp_path):
+    suite = suite_file(tmp_path, """
+        [[group]]
+        workloads = ["mnist-mlp"]
+        methods = ["sgd(0.1)"]
+        budget = [{ steps = 3 }]
+    """)
+    store = tmp_path / "s.sqlite"
+    code, out = cli("suite", str(suite), "--store", str(store))
+    assert code == 2 and f"{suite}:7: unknown key 'budget'" in out, out
+    assert not store.exists()
+
+
+def test_unknown_workload_or_method_lists_valid_names_and_runs_nothing(tmp_path):
+    store = tmp_path / "s.sqlite"
+    for groups, names in (
+        ('[[group]]\nworkloads = ["mnist-mlp", "svhn"]\nmethods = ["sgd(0.1)"]\n',
+         ("'svhn'", "mnist-mlp", "warpeace-lstm")),
+        ('[[group]]\nworkloads = ["mnist-mlp"]\nmethods = ["sgd(0.1)", "lamb(0.1)"]\n',
+         ("'lamb'", "towers", "prodigy")),
+    ):
+        code, out = cli("suite", str(suite_file(tmp_path, groups)), "--store", str(store))
+        assert code == 2 and all(n in out for n in names), out
+        assert not store.exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the machine without CUDA")
+def test_gpus_without_cuda_fail_before_anything_runs(tmp_path):
+    with pytest.raises(UserError, match="visible devices: none"):
+        gpu_slots("0")
+    store = tmp_path / "s.sqlite"
+    code, out = cli("suite", "smoke", "--gpus", "all", "--store", str(store))
+    assert code == 2 and "needs CUDA" in out and not store.exists()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_gpu_that_is_not_there_is_named_with_the_visible_ones():
+    missing = torch.cuda.device_count()
+    with pytest.raises(UserError, match=rf"GPU \[{missing}\].*visible devices: 0 \("):
+        gpu_slots(f"0,{missing}")
+    slots = gpu_slots("0", jobs_per_gpu=2)
+    assert [s.name for s in slots] == ["gpu0.0", "gpu0.1"] and slots[0].device == "cuda"
+
+
+def test_cpu_workers_share_the_cores():
+    slots = cpu_slots(2)
+    assert [s.name for s in slots] == ["cpu0", "cpu1"]
+    assert all(s.threads >= 1 and s.device == "cpu" for s in slots)
+    with pytest.raises(UserError, match="--cpu-workers must be >= 1"):
+        cpu_slots(0)
+
+
+def test_dry_run_prints_counts_per_workload_and_method_and_the_cost(tmp_path):
+    store = tmp_path / "s.sqlite"
+    code, out = cli("suite", str(suite_file(tmp_path, TINY)), "--dry-run", "--store", str(store),
+                    "--cpu-workers", "2")
+    assert code == 0, out
+    assert "12 runs (12 to train, 0 already stored), 144 steps in all, on 2 slots" in out, out
+    assert "plain re-run of sgd(lr=0.1)/sgd(lr=0.0001)" in out
+    assert not store.exists()
+
+
+def test_longest_runs_are_estimated_longest():
+    plan = load_suite("overhead").plan()
+    short = next(c for c in plan if c.workload == "mnist-mlp")
+    assert estimate_steps(short) == 200
+    paper = load_suite("paper-mnist").plan()[0]
+    assert estimate_steps(paper) == 30 * 211  # 54,000 training images / 256, 30 epochs
