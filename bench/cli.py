@@ -1,0 +1,326 @@
+"""``python -m bench``: the command line.
+
+One function per subcommand (``cmd_<name>(args) -> int``) and one function that declares its
+arguments (``<name>_arguments(parser)``); ``COMMANDS`` is the table that wires them. To add a
+subcommand, write the two functions and add a ``Command`` row.
+
+Exit codes: 0 success; 1 a run failed (its record is stored); 2 a user mistake (one line on
+stderr, ``error: ...``, no traceback); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+from bench.config import Budget, RunConfig
+from bench.errors import UserError
+from bench.record import FAILED, INTERRUPTED, RunResult
+
+EXIT_OK, EXIT_FAILED, EXIT_USER, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one line and exit code 2 (no usage dump)."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        sys.exit(EXIT_USER)
+
+
+# ---------------------------------------------------------------------------------------------
+# argument types: a bad value is an argparse error (one line, exit 2)
+
+
+def seeds_type(text: str) -> list[int]:
+    """``0,1,2`` or ``0-4`` (inclusive) or a mix: ``0-2,7``."""
+    seeds: list[int] = []
+    try:
+        for part in text.split(","):
+            low, _, high = part.strip().partition("-")
+            first, last = int(low), int(high) if high else int(low)
+            if first < 0 or last < first:
+                raise ValueError
+            seeds.extend(range(first, last + 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"seeds must be non-negative integers like 0,1,2 or 0-4, but got {text!r}"
+        ) from None
+    return list(dict.fromkeys(seeds))
+
+
+def _positive(kind: type, what: str) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not value > 0 or value != value:
+            raise argparse.ArgumentTypeError(f"{what} must be {kind.__name__} > 0, got {text!r}")
+        return value
+
+    return parse
+
+
+def store_argument(parser: argparse.ArgumentParser) -> None:
+    """``--store PATH``, shared by the subcommands that read or write results."""
+    parser.add_argument(
+        "--store",
+        type=Path,
+        default=None,
+        help="results database (default: $BENCH_STORE or results/bench.sqlite)",
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# list
+
+
+def list_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "what", nargs="?", choices=("workloads", "methods", "suites"), help="only this section"
+    )
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """Workloads, method families (with examples) and suites, a line each."""
+    sections = [args.what] if args.what else ["workloads", "methods", "suites"]
+    for section in sections:
+        print(f"{section}:")
+        if section == "workloads":
+            from bench.workloads import WORKLOADS
+
+            for name, cls in WORKLOADS.items():
+                print(f"  {name}: {cls.description}")
+        elif section == "methods":
+            from bench.methods import describe_methods
+
+            print(describe_methods())
+        else:
+            for name, description in _suites().items():
+                print(f"  {name}: {description}")
+    return EXIT_OK
+
+
+def _suites() -> dict[str, str]:
+    try:
+        from bench.suite import available_suites
+    except ImportError:  # the suite module is optional
+        return {}
+    return available_suites()
+
+
+# ---------------------------------------------------------------------------------------------
+# run
+
+
+def run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workload", required=True, help="a workload (see `list workloads`)")
+    parser.add_argument("--method", required=True, help='e.g. "adam/sgd(1e-5)" (see `list`)')
+    parser.add_argument("--seeds", type=seeds_type, default=[0], help="0,1,2 or 0-2 (default 0)")
+    budget = parser.add_mutually_exclusive_group()
+    budget.add_argument("--epochs", type=_positive(float, "--epochs"), help="training epochs")
+    budget.add_argument("--steps", type=_positive(int, "--steps"), help="optimizer steps")
+    parser.add_argument(
+        "--seconds", type=_positive(float, "--seconds"), help="also stop after this much step time"
+    )
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    store_argument(parser)
+    parser.add_argument("--force", action="store_true", help="re-train runs already stored")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Train (or report, if stored) one run per seed; one summary line per run."""
+    from bench.methods import parse_method
+    from bench.store import Store
+    from bench.train import resolve_device
+    from bench.workloads import get_workload
+
+    # Every name is checked before anything trains.
+    workload = get_workload(args.workload)
+    method = parse_method(args.method)
+    resolve_device(args.device)
+    budget = Budget(steps=args.steps, epochs=args.epochs, seconds=args.seconds)
+    configs = [
+        RunConfig(args.workload, method.name, seed, budget, args.device) for seed in args.seeds
+    ]
+    status = EXIT_OK
+    with Store(args.store) as store:
+        for i, config in enumerate(configs, 1):
+            if store.has(config.run_id) and not args.force:
+                result = store.get(config.run_id)
+                assert result is not None
+                print(summary_line(result, workload.metric, cached=True), flush=True)
+                continue
+            print(
+                f"[{i}/{len(configs)}] {config.workload} {config.method} seed {config.seed}"
+                f" ({budget.label()}, {config.device}) id {config.run_id}",
+                file=sys.stderr,
+                flush=True,
+            )
+            result = _train_with_progress(config, store)
+            store.put(result)
+            print(summary_line(result, workload.metric), flush=True)
+            if result.status == FAILED:
+                status = EXIT_FAILED
+    return status
+
+
+def _train_with_progress(config: RunConfig, store: Any) -> RunResult:
+    """``train`` under a tqdm bar; Ctrl-C records the run as ``interrupted`` and re-raises."""
+    from tqdm import tqdm
+
+    from bench import measure
+    from bench.train import train
+
+    started = measure.now_iso()
+    bar = tqdm(total=None, unit="step", dynamic_ncols=True, leave=False, disable=None)
+
+    def progress(step: int, total: int, info: dict[str, Any]) -> None:
+        if step == 0:
+            bar.reset(total=total)
+            plan = info.get("plan")
+            if plan is not None and not bar.disable:
+                bar.write(
+                    f"  {plan.total_steps} steps ({plan.steps_per_epoch} per epoch), batch "
+                    f"{plan.batch_size}, evaluation every {plan.eval_every} steps",
+                    file=sys.stderr,
+                )
+            return
+        bar.update(step - bar.n)
+        bar.set_postfix(loss=f"{info['loss']:.4g}", epoch=f"{info['epoch']:.2f}", refresh=False)
+
+    try:
+        return train(config, progress=progress)
+    except KeyboardInterrupt:
+        store.put(
+            RunResult(
+                config.run_id,
+                config.to_dict(),
+                INTERRUPTED,
+                env=measure.environment(config.device, started),
+                error="interrupted by the user",
+            )
+        )
+        raise
+    finally:
+        bar.close()
+
+
+def summary_line(result: RunResult, metric: str = "error", *, cached: bool = False) -> str:
+    """``<id> <status> <workload> <method> seed=N test_error=... steps=... wall=... step=...``."""
+    config = result.config
+    parts = [
+        result.run_id,
+        f"{result.status:<8}",
+        config.get("workload", "?"),
+        config.get("method", "?"),
+        f"seed={config.get('seed')}",
+    ]
+    key = f"test_{metric}"
+    if key in result.metrics:
+        parts.append(f"{key}={result.metrics[key]:.4f}")
+    parts.append(f"steps={int(result.cost.get('steps', 0))}")
+    if "device_seconds" in result.cost:
+        parts.append(f"train={result.cost['device_seconds']:.1f}s")
+    if "step_time_median" in result.timing:
+        parts.append(f"step={result.timing['step_time_median'] * 1e3:.2f}ms")
+    if result.error:
+        parts.append(f"({result.error})")
+    if cached:
+        parts.append("[stored, not re-trained; --force to re-train]")
+    return "  ".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------
+# export
+
+
+def export_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--format", choices=("csv", "parquet"), default="csv")
+    store_argument(parser)
+    parser.add_argument("--out", type=Path, help="output file (default: results/bench.<format>)")
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Every stored run as a flat table (CSV or Parquet)."""
+    from bench.store import Store
+
+    if args.store is not None and not args.store.exists():
+        raise UserError(f"no results store at {str(args.store)!r}; run something first")
+    out = args.out or Path("results") / f"bench.{args.format}"
+    with Store(args.store) as store:
+        n = len(store)
+        path = store.export(out, args.format)
+    print(f"wrote {n} runs to {path}")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------
+# suite (bench/scheduler.py)
+
+
+def suite_arguments(parser: argparse.ArgumentParser) -> None:
+    from bench.scheduler import add_arguments
+
+    add_arguments(parser)
+
+
+def cmd_suite(args: argparse.Namespace) -> int:
+    """Train a suite's runs over GPUs or CPU workers, resuming, then write its report."""
+    from bench.scheduler import run_cli
+
+    return run_cli(args)
+
+
+# ---------------------------------------------------------------------------------------------
+# the table of subcommands
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: its name, one-line help, argument declaration and implementation."""
+
+    name: str
+    help: str
+    arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+COMMANDS: list[Command] = [
+    Command("list", "workloads, methods and suites, a line each", list_arguments, cmd_list),
+    Command("run", "train runs (one per seed) and store them", run_arguments, cmd_run),
+    Command("export", "stored results as CSV or Parquet", export_arguments, cmd_export),
+    Command("suite", "train a suite of runs over GPUs or CPU workers (resumes)", suite_arguments,
+            cmd_suite),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="python -m bench",
+        description="hypergrad-bench: hyperoptimizer towers against their baselines",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for command in COMMANDS:
+        p = sub.add_parser(command.name, help=command.help, description=command.help)
+        command.arguments(p)
+        p.set_defaults(run=command.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USER
+    except KeyboardInterrupt:
+        print("error: interrupted; stored runs are kept, run again to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED

@@ -1,0 +1,277 @@
+"""The results store: one SQLite row per run, safe for several processes writing at once.
+
+Guarantees (the contract the scheduler, the CLI and the reports rely on):
+
+- A row is complete or absent: ``put`` writes it in one transaction, so a process killed at any
+  moment leaves either the old row, the new one, or none, never a half-written one.
+- Several processes may open the same file and ``put`` concurrently: the database runs in WAL
+  mode (readers never block the writer) and every connection waits up to ``timeout`` seconds for
+  the write lock (``busy_timeout``) instead of failing with "database is locked".
+- ``has`` is true only for results worth keeping (``done`` and ``diverged``): a ``failed`` or
+  ``interrupted`` run is recorded for the report but never treated as cached.
+
+A connection is opened per ``Store`` object and must not be shared between processes: each
+worker opens its own ``Store(path)``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from bench.errors import UserError
+from bench.record import DIVERGED, DONE, RunResult
+
+DEFAULT_PATH = Path("results") / "bench.sqlite"
+EXPORT_FORMATS = ("csv", "parquet")
+
+# JSON columns, in the record's field order.
+_JSON_FIELDS = ("config", "metrics", "curves", "timing", "memory", "cost", "env")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    workload TEXT NOT NULL,
+    method TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    config TEXT NOT NULL,
+    metrics TEXT NOT NULL,
+    curves TEXT NOT NULL,
+    timing TEXT NOT NULL,
+    memory TEXT NOT NULL,
+    cost TEXT NOT NULL,
+    env TEXT NOT NULL,
+    error TEXT,
+    diverged_step INTEGER,
+    created TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+);
+CREATE INDEX IF NOT EXISTS runs_workload_method ON runs (workload, method);
+"""
+
+
+def default_path() -> Path:
+    """``$BENCH_STORE`` if set, else ``results/bench.sqlite`` under the current directory."""
+    return Path(os.environ.get("BENCH_STORE") or DEFAULT_PATH)
+
+
+class Store:
+    """Results in a SQLite file (see the module docstring for the guarantees).
+
+    Args:
+        path: the database file (created with its folder if missing); default ``default_path()``.
+        timeout: seconds a write waits for another process's transaction before failing.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, timeout: float = 60.0):
+        self.path = Path(path) if path is not None else default_path()
+        if self.path.is_dir():
+            raise UserError(f"store path {str(self.path)!r} is a folder; give a file name")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            # isolation_level=None: we issue BEGIN IMMEDIATE / COMMIT ourselves, so a write
+            # transaction takes the lock up front instead of failing when it upgrades.
+            self._conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+            self._conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+            self._conn.execute("PRAGMA journal_mode = WAL")
+            self._conn.execute("PRAGMA synchronous = NORMAL")  # durable at checkpoints in WAL
+            self._conn.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as e:
+            raise UserError(f"cannot open results store {str(self.path)!r}: {e}") from e
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def put(self, result: RunResult) -> None:
+        """Insert or replace ``result``'s row, in one transaction."""
+        config = result.config
+        row = (
+            result.run_id,
+            config.get("workload", ""),
+            config.get("method", ""),
+            int(config.get("seed", 0)),
+            result.status,
+            *(json.dumps(getattr(result, name), sort_keys=True) for name in _JSON_FIELDS),
+            result.error,
+            result.diverged_step,
+        )
+        # Serialise before taking the lock: the transaction only writes.
+        self._write(
+            "INSERT OR REPLACE INTO runs (run_id, workload, method, seed, status, "
+            + ", ".join(_JSON_FIELDS)
+            + ", error, diverged_step) VALUES ("
+            + ", ".join("?" * len(row))
+            + ")",
+            row,
+        )
+
+    def delete(self, run_id: str) -> None:
+        """Remove a run's row (nothing if absent)."""
+        self._write("DELETE FROM runs WHERE run_id = ?", (run_id,))
+
+    def _write(self, sql: str, params: tuple[Any, ...]) -> None:
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._conn.execute(sql, params)
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def get(self, run_id: str) -> RunResult | None:
+        """The stored result of ``run_id``, whatever its status, or ``None``."""
+        rows = self._select("WHERE run_id = ?", (run_id,))
+        return rows[0] if rows else None
+
+    def has(self, run_id: str) -> bool:
+        """True when a result worth keeping (``done`` or ``diverged``) is stored."""
+        cur = self._conn.execute(
+            "SELECT 1 FROM runs WHERE run_id = ? AND status IN (?, ?)", (run_id, DONE, DIVERGED)
+        )
+        return cur.fetchone() is not None
+
+    def results(
+        self,
+        run_ids: list[str] | None = None,
+        *,
+        workload: str | None = None,
+        method: str | None = None,
+        status: str | None = None,
+    ) -> list[RunResult]:
+        """Stored results, filtered; ordered by workload, method, seed."""
+        clauses, params = [], []
+        if run_ids is not None:
+            if not run_ids:
+                return []
+            clauses.append(f"run_id IN ({', '.join('?' * len(run_ids))})")
+            params.extend(run_ids)
+        for column, value in (("workload", workload), ("method", method), ("status", status)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        return self._select(where + " ORDER BY workload, method, seed, run_id", tuple(params))
+
+    def _select(self, tail: str, params: tuple[Any, ...]) -> list[RunResult]:
+        cur = self._conn.execute(
+            "SELECT run_id, status, "
+            + ", ".join(_JSON_FIELDS)
+            + ", error, diverged_step FROM runs "
+            + tail,
+            params,
+        )
+        out = []
+        for run_id, status, *rest in cur.fetchall():
+            blobs, (error, diverged_step) = rest[: len(_JSON_FIELDS)], rest[len(_JSON_FIELDS) :]
+            fields = {
+                name: json.loads(blob) for name, blob in zip(_JSON_FIELDS, blobs, strict=True)
+            }
+            out.append(
+                RunResult(
+                    run_id=run_id,
+                    status=status,
+                    error=error,
+                    diverged_step=diverged_step,
+                    **fields,
+                )
+            )
+        return out
+
+    def __len__(self) -> int:
+        return int(self._conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
+
+    # -- export --------------------------------------------------------------------------------
+
+    def export(self, path: str | os.PathLike[str], format: str = "csv") -> Path:
+        """Write every run as one flat row: config fields, status, metrics, timing, memory, cost.
+
+        Args:
+            path: the output file (its folder is created).
+            format: ``"csv"`` or ``"parquet"`` (pyarrow).
+
+        Returns:
+            The path written.
+        """
+        if format not in EXPORT_FORMATS:
+            raise UserError(f"unknown export format {format!r}; valid formats: csv, parquet")
+        rows = [flat_row(r) for r in self.results()]
+        columns = _columns(rows)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if format == "csv":
+            with path.open("w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=columns)
+                writer.writeheader()
+                writer.writerows(rows)
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            data = {c: _uniform([row.get(c) for row in rows]) for c in columns}
+            pq.write_table(pa.table(data), path)
+        return path
+
+    # -- lifetime ------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def flat_row(result: RunResult) -> dict[str, Any]:
+    """One run as flat columns (``metric.test_error``, ``timing.step_time_median``, ...)."""
+    config = result.config
+    row: dict[str, Any] = {
+        "run_id": result.run_id,
+        "workload": config.get("workload"),
+        "method": config.get("method"),
+        "seed": config.get("seed"),
+        "device": config.get("device"),
+    }
+    for key, value in sorted((config.get("budget") or {}).items()):
+        row[f"budget_{key}"] = value
+    row["options"] = json.dumps(config.get("options") or {}, sort_keys=True)
+    row["status"] = result.status
+    row["error"] = result.error
+    row["diverged_step"] = result.diverged_step
+    for prefix, values in (
+        ("metric", result.metrics),
+        ("timing", result.timing),
+        ("memory", result.memory),
+        ("cost", result.cost),
+    ):
+        for key, value in sorted(values.items()):
+            row[f"{prefix}.{key}"] = value
+    row["env.commit"] = result.env.get("commit")
+    row["env.device_name"] = result.env.get("device_name")
+    row["env.started"] = result.env.get("started")
+    return row
+
+
+def _uniform(values: list[Any]) -> list[Any]:
+    """A column with ints and floats mixed becomes floats (parquet columns have one type)."""
+    kinds = {type(v) for v in values if v is not None}
+    if kinds == {int, float}:
+        return [None if v is None else float(v) for v in values]
+    if len(kinds) > 1:
+        return [None if v is None else str(v) for v in values]
+    return values
+
+
+def _columns(rows: list[dict[str, Any]]) -> list[str]:
+    """The union of the rows' keys, in first-seen order (fixed columns first)."""
+    seen: dict[str, None] = {}
+    for row in rows:
+        for key in row:
+            seen.setdefault(key, None)
+    return list(seen)
