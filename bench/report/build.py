@@ -1,0 +1,208 @@
+"""Assembling a report: which sections the data supports, their text, their figures.
+
+A section appears when the results hold what it needs, decided from the methods and workloads
+present, not from a suite's name: any store gives a sensible report. Every report starts with
+the same header: how to reproduce it, the run counts by status, the environments, the runs that
+failed or diverged (listed, never dropped) and the suite's configuration.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from bench.record import RunResult
+from bench.report import figures, tables
+from bench.report import structure as st
+from bench.report.frame import done, runs_frame
+
+
+@dataclass(frozen=True)
+class SuiteInfo:
+    """What a report says about the suite it covers.
+
+    Attributes:
+        name: the suite's name.
+        text: the suite file's text (shown in the report), or a description.
+        planned: the run ids of the suite's plan, to count runs not in the store yet.
+    """
+
+    name: str
+    text: str
+    planned: frozenset[str] = field(default_factory=frozenset)
+
+
+@dataclass
+class Report:
+    """A report under construction: markdown parts and the figures written so far."""
+
+    out: Path
+    parts: list[str] = field(default_factory=list)
+    figures: list[Path] = field(default_factory=list)
+
+    def add(self, *texts: str) -> None:
+        self.parts.extend(texts)
+
+    def figure(self, path: Path, alt: str) -> None:
+        self.figures.append(path)
+        self.parts.append(f"![{alt}]({path.relative_to(self.out).as_posix()})")
+
+
+def write_report(
+    results: Iterable[RunResult],
+    out: str | Path,
+    *,
+    title: str,
+    source: str,
+    command: str,
+    suite: SuiteInfo | None = None,
+) -> Path:
+    """Write ``out/README.md`` and its PNG figures; return the markdown file.
+
+    Args:
+        results: the runs to report (every status).
+        out: the report's folder (created; figures from an earlier report there are replaced).
+        title: the report's title.
+        source: where the results came from (a store path, an export file).
+        command: the command line that reproduces the report.
+        suite: the suite the results belong to, if any.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("*.png"):
+        old.unlink()  # a figure the new data no longer supports must not linger
+    frame = runs_frame(results)
+    report = Report(out)
+    _header(report, frame, title, source, command, suite)
+    if not frame.empty:
+        _methods_section(report, frame)
+        _sensitivity_section(report, frame)
+        _overhead_section(report, frame)
+        _budget_section(report, frame)
+        _trajectory_section(report, frame)
+    path = out / "README.md"
+    path.write_text("\n\n".join(report.parts).rstrip() + "\n")
+    return path
+
+
+def _header(report: Report, frame: pd.DataFrame, title: str, source: str, command: str,
+            suite: SuiteInfo | None) -> None:
+    now = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+    report.add(
+        f"# {title}",
+        f"Results from `{source}`: {len(frame)} runs over {frame['setting'].nunique()} "
+        f"workload(s) and {frame['method'].nunique()} method(s). Generated {now}.",
+        "Reproduce:\n\n```sh\n" + command + "\n```",
+        "## Runs\n\n" + tables.status_counts(frame),
+    )
+    if suite is not None and suite.planned:
+        missing = len(suite.planned - set(frame["run_id"]))
+        report.add(f"Planned by suite `{suite.name}`: {len(suite.planned)} runs; "
+                   f"{missing} not in the store yet.")
+    problems = tables.problem_runs(frame)
+    if problems:
+        report.add("Runs that are not results (failed, diverged, interrupted):\n\n" + problems)
+    if not frame.empty:
+        report.add("## Environment\n\n" + tables.environment_table(frame))
+        if frame["shared_gpu"].any():
+            report.add("† Timings marked † were taken while several runs shared one GPU.")
+    if suite is not None:
+        report.add(f"## Suite `{suite.name}`\n\n```toml\n{suite.text.rstrip()}\n```")
+
+
+def _methods_section(report: Report, frame: pd.DataFrame) -> None:
+    report.add(
+        "## Test error by method",
+        "Grouped by base optimizer as in Table 1 of Chandra et al. (2022); mean ± sd over seeds "
+        "(`runs`: results, then runs that are not). Learned values are the final level-0 "
+        "hyperparameters (mean over seeds); *italic* rows re-run the plain optimizer with the "
+        "row's learned values. The `published` column is left for the paper's numbers.",
+    )
+    for setting, runs in frame.groupby("setting", sort=True):
+        report.add(f"### {setting}\n\n" + tables.method_table(runs))
+
+
+def _sensitivity_section(report: Report, frame: pd.DataFrame) -> None:
+    lines = tables.sensitivity_lines(frame)
+    if lines.empty:
+        return
+    report.add(
+        "## Sensitivity to the initial step size",
+        "Final test error over a log grid of initial step sizes α₀, one line per tower. The "
+        "spread is taken over the per-α₀ means across seeds; diverged runs have no final error "
+        "and are counted in `runs` (and drawn as × in the figure).",
+    )
+    report.figure(figures.sensitivity_figure(lines, report.out / "sensitivity.png"),
+                  "final test error against initial step size")
+    report.add(tables.spread_table(lines))
+
+
+def _overhead_section(report: Report, frame: pd.DataFrame) -> None:
+    rows = tables.overhead_rows(frame)
+    rows = tables.overhead_groups(rows) if not rows.empty else rows
+    if rows.empty:
+        return
+    report.add(
+        "## Overhead per tower level",
+        "Median step time and memory (mean over runs; runs differing only in the initial step "
+        "size share a row), against plain `torch.optim` (else the height-0 tower), the reference "
+        "`gdtuo` tower of the same shape, and the same tower without its top level. Runs are "
+        "separate processes, so ratios carry the machine's noise between them.",
+    )
+    for setting, group in rows.groupby("setting", sort=True):
+        kinds = done(frame[frame["setting"] == setting])["memory_kind"]
+        memory_kind = " / ".join(sorted(set(kinds) - {""})) or "not measured"
+        report.add(f"### {setting}", tables.overhead_table(group, memory_kind))
+        path = report.out / f"overhead-{_slug(setting)}.png"
+        report.figure(figures.overhead_figure(group, path, memory_kind),
+                      f"step time and memory per tower height, {setting}")
+
+
+def _budget_section(report: Report, frame: pd.DataFrame) -> None:
+    searches = frame[(frame["family"] == st.SEARCH) & (frame["status"] == "done")]
+    with_curves = searches[searches["result"].map(lambda r: bool(tables.best_so_far(r)))]
+    settings = sorted(with_curves["setting"].unique())
+    if not settings:
+        return
+    report.add(
+        "## Equal budget",
+        "Best-so-far test accuracy of each search (trial chosen on validation) against the "
+        "cumulative cost of everything it trained, beside single runs at their own cost. "
+        "Budget levels are multiples of one single run's cost (median over single runs).",
+    )
+    for setting in settings:
+        runs = frame[(frame["setting"] == setting) & frame["parent"].isna()]
+        unit, levels = tables.budget_levels(runs)
+        path = report.out / f"budget-{_slug(setting)}.png"
+        report.add(f"### {setting}")
+        report.figure(figures.budget_figure(runs, path), f"best-so-far accuracy, {setting}")
+        report.add(tables.budget_table(runs, unit, levels))
+        matches = tables.match_table(runs, unit)
+        if matches:
+            report.add("Cost at which each search first matches each tower:\n\n" + matches)
+
+
+def _trajectory_section(report: Report, frame: pd.DataFrame) -> None:
+    traj = figures.trajectory_frame(frame)
+    if traj.empty:
+        return
+    varies = traj.groupby(["setting", "method", "name"])["value"].agg(lambda v: v.nunique() > 1)
+    if not varies.any():
+        return
+    report.add(
+        "## Hyperparameter trajectories",
+        "Level-0 hyperparameters over training (mean ± sd over seeds): learned by towers and "
+        "hypergradient descent (solid), set by fixed schedules (dashed). Towers run from a grid "
+        "of initial step sizes are drawn apart, a line per initial step size α₀.",
+    )
+    for path, alt in figures.trajectory_figures(traj, report.out):
+        report.figure(path, alt)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")

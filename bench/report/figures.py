@@ -1,0 +1,350 @@
+"""The figures of a report: seaborn over matplotlib (Agg), saved as PNG beside the markdown.
+
+Each function draws one figure from the runs frame and returns the file it wrote. Figures are
+sized for a markdown viewer (about 900 px wide): axis labels carry units, step sizes and costs
+that span decades are on log axes, and legends sit outside the data.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display: reports are written by workers and CI
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib import transforms  # noqa: E402
+
+from bench.report import structure as st  # noqa: E402
+from bench.report.frame import done, metric_title  # noqa: E402
+from bench.report.tables import IMPLEMENTATIONS, best_so_far, score_of  # noqa: E402
+
+DPI = 110
+WIDTH = 9.0  # inches: ~1000 px at DPI, what a markdown viewer shows without scaling text away
+
+
+def _theme() -> None:
+    sns.set_theme(style="whitegrid", context="notebook", font_scale=0.95)
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _grid(n: int, ncols: int, height: float, width: float = WIDTH) -> tuple[plt.Figure, list]:
+    ncols = max(1, min(ncols, n))
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, height * nrows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat[:n])
+
+
+def _line_label(runs: pd.DataFrame) -> str:
+    info = st.method_info(runs["method"].iloc[0])
+    impl = {st.TORCH: "torch", st.GDTUO: "gdtuo"}.get(info.family, "")
+    head = f"height {info.height}" + (f" ({impl})" if impl else "")
+    return f"{head}: {info.template}"
+
+
+# ---------------------------------------------------------------- sensitivity
+
+
+def sensitivity_figure(lines: pd.DataFrame, path: Path) -> Path:
+    """Final test error against initial step size, a line per tower, a band over seeds."""
+    _theme()
+    panels = list(lines.groupby(["setting", "base"], sort=True))
+    fig, axes = _grid(len(panels), 2, 3.8)
+    metric = lines["metric"].iloc[0]
+    for ax, ((setting, base), runs) in zip(axes, panels, strict=True):
+        ok = done(runs).dropna(subset=["score"])
+        labels = {t: _line_label(g) for t, g in runs.groupby("template")}
+        palette = sns.color_palette("viridis", n_colors=len(labels))
+        order = sorted(labels, key=lambda t: (st.method_info(runs[runs["template"] == t]
+                                                              ["method"].iloc[0]).height or 0, t))
+        for color, template in zip(palette, order, strict=True):
+            sub = ok[ok["template"] == template]
+            if len(sub):
+                sns.lineplot(data=sub, x="lr0", y="score", ax=ax, color=color, marker="o",
+                             errorbar="sd", label=labels[template])
+            _mark_diverged(ax, runs[(runs["template"] == template)
+                                    & (runs["status"] != "done")], color)
+        ax.set_xscale("log")
+        values = ok["score"]
+        if metric == "error" and len(values) and values.max() / max(values.min(), 1e-9) > 20:
+            ax.set_yscale("log")
+        ax.set_title(f"{setting}: {base} towers")
+        ax.set_xlabel("initial step size α₀ (log scale)")
+        ax.set_ylabel(f"final {metric_title(metric)}")
+        ax.legend(fontsize="x-small", title="mean ± sd over seeds; × = diverged/failed",
+                  title_fontsize="x-small")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _mark_diverged(ax: plt.Axes, bad: pd.DataFrame, color: tuple) -> None:
+    """Runs with no final error: an ``×`` at the top of the axes above their step size."""
+    if bad.empty:
+        return
+    blend = transforms.blended_transform_factory(ax.transData, ax.transAxes)
+    ax.plot(bad["lr0"], np.full(len(bad), 0.97), "x", color=color, transform=blend, ms=8, mew=2,
+            clip_on=False)
+
+
+# ---------------------------------------------------------------- overhead
+
+
+def overhead_figure(rows: pd.DataFrame, path: Path, memory_kind: str) -> Path:
+    """One setting: a column per base optimizer; step time over plain, and memory, per height.
+
+    Bars with the same height and implementation but different shapes (``adam/sgd`` and
+    ``adam/adam``) are averaged; the table beside the figure lists each.
+    """
+    _theme()
+    rows = rows.copy()
+    rows["implementation"] = rows["family"].map(IMPLEMENTATIONS)
+    rows["level"] = [("HD" if pd.isna(h) else str(int(h))) for h in rows["height"]]
+    rows["time_ratio"] = rows["step_ms"] / rows["plain_ms"]
+    order = sorted(set(rows["level"]), key=lambda x: (x == "HD", int(x) if x != "HD" else 0))
+    hue_order = [v for v in IMPLEMENTATIONS.values() if v in set(rows["implementation"])]
+    palette = dict(zip(IMPLEMENTATIONS.values(), sns.color_palette("deep", 4), strict=True))
+    bases = sorted(rows["base"].unique(), key=_base_order)
+    fig, axes = plt.subplots(2, len(bases), figsize=(max(WIDTH / 2 * len(bases), WIDTH * 0.6),
+                                                     6.4), squeeze=False)
+    for column, base in enumerate(bases):
+        group = rows[rows["base"] == base]
+        time_ax, mem_ax = axes[0][column], axes[1][column]
+        for ax, y in ((time_ax, "time_ratio"), (mem_ax, "memory_mib")):
+            sns.barplot(data=group, x="level", y=y, hue="implementation", order=order,
+                        hue_order=hue_order, palette=palette, ax=ax, errorbar=None)
+            ax.set_xlabel("tower height (levels above the base)")
+            if ax.get_legend() is not None:
+                ax.get_legend().remove()
+        for container in time_ax.containers:
+            if container.get_label() != "torch.optim":  # 1.00 by definition
+                time_ax.bar_label(container, fmt="%.2f", fontsize="x-small", padding=1)
+        time_ax.axhline(1.0, color="black", lw=1, ls="--")
+        time_ax.set_title(f"{base}: step time")
+        time_ax.set_ylabel("step time / plain torch.optim" if column == 0 else "")
+        mem_ax.set_title(f"{base}: memory")
+        mem_ax.set_ylabel(f"MiB ({memory_kind})" if column == 0 else "", fontsize="small")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=len(labels), bbox_to_anchor=(0.5, 1.04),
+               fontsize="small")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _base_order(base: str) -> tuple[int, str]:
+    order = ("sgd", "adam", "adamw", "adagrad", "rmsprop")
+    return (order.index(base) if base in order else len(order), base)
+
+
+# ---------------------------------------------------------------- equal budget
+
+
+def budget_figure(runs: pd.DataFrame, path: Path) -> Path:
+    """Best-so-far test accuracy against cumulative cost: searches as curves, runs as points."""
+    _theme()
+    metric = runs["metric"].iloc[0]
+    fig, axes = plt.subplots(1, 2, figsize=(WIDTH + 3, 4.2), sharey=True)
+    ok = done(runs)
+    methods = sorted(ok["method"].unique())
+    palette = dict(zip(methods, sns.color_palette("tab20", n_colors=len(methods)), strict=True))
+    markers = "osD^v<>phP*X"
+    for ax, axis, label in ((axes[0], "cost_steps", "cumulative cost (optimizer steps)"),
+                            (axes[1], "cost_seconds", "cumulative cost (device-seconds)")):
+        for i, (method, group) in enumerate(ok.groupby("method", sort=True)):
+            if st.method_info(method).family == st.SEARCH:
+                _search_curve(ax, group, axis, metric, palette[method], method)
+            else:
+                _run_point(ax, group, axis, metric, palette[method], markers[i % len(markers)],
+                           method)
+        ax.set_xscale("log")
+        ax.set_xlabel(label + ", log scale")
+    axes[0].set_ylabel("best-so-far test accuracy (%)" if metric == "error"
+                       else "best-so-far test bits per character")
+    axes[0].set_title("at equal optimizer steps")
+    axes[1].set_title("at equal device time")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="x-small",
+               title="searches: mean over seeds; runs: mean ± sd", title_fontsize="x-small")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _search_curve(ax: plt.Axes, group: pd.DataFrame, axis: str, metric: str, color: tuple,
+                  label: str) -> None:
+    """The mean over seeds of the step functions of best-so-far value, with a band (sd)."""
+    curves = []
+    for r in group["result"]:
+        pts = [(p.get(axis), score_of(p, metric)) for p in best_so_far(r)]
+        pts = sorted((x, y) for x, y in pts if x is not None and y is not None)
+        if pts:
+            curves.append(pts)
+    if not curves:
+        return
+    grid = np.unique([x for c in curves for x, _ in c])
+    stack = np.array([_step_values(c, grid) for c in curves])
+    mean = np.nanmean(stack, axis=0)
+    ax.step(grid, mean, where="post", color=color, lw=2, label=label)
+    if len(curves) > 1:
+        sd = np.nanstd(stack, axis=0, ddof=1)
+        ax.fill_between(grid, mean - sd, mean + sd, step="post", color=color, alpha=0.2, lw=0)
+
+
+def _step_values(points: list[tuple[float, float]], grid: np.ndarray) -> np.ndarray:
+    xs = np.array([x for x, _ in points])
+    ys = np.array([y for _, y in points])
+    idx = np.searchsorted(xs, grid, side="right") - 1
+    return np.where(idx >= 0, ys[np.clip(idx, 0, None)], np.nan)
+
+
+def _run_point(ax: plt.Axes, group: pd.DataFrame, axis: str, metric: str, color: tuple,
+               marker: str, label: str) -> None:
+    x = group[axis].dropna()
+    y = group["score"] if metric == "bpc" else 100.0 - group["score"]
+    y = y.dropna()
+    if x.empty or y.empty:
+        return
+    sd = (lambda s: s.std(ddof=1) if len(s) > 1 else 0.0)  # noqa: E731
+    ax.errorbar(x.mean(), y.mean(), xerr=sd(x), yerr=sd(y), fmt=marker, color=color, ms=7,
+                capsize=3, label=label)
+
+
+# ---------------------------------------------------------------- hyperparameter trajectories
+
+
+def trajectory_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Level-0 hyperparameter trajectories as rows (setting, method, seed, name, step, value).
+
+    Per-tensor or per-group values (``0.lr[3]``) are summarised by their median at each step.
+    """
+    rows = []
+    for r in frame[frame["status"] == "done"].itertuples():
+        for key, points in ((r.result.curves or {}).get("hyper") or {}).items():
+            if not key.startswith("0.") or len(points) < 2:
+                continue
+            name = key.partition("[")[0].removeprefix("0.")
+            rows.extend((r.setting, r.method, r.seed, name, key, float(s), float(v))
+                        for s, v in points)
+    cols = ["setting", "method", "seed", "name", "key", "step", "value"]
+    traj = pd.DataFrame(rows, columns=cols)
+    if traj.empty:
+        return traj
+    traj = traj.groupby(["setting", "method", "seed", "name", "step"], as_index=False)["value"]
+    return traj.median()
+
+
+def trajectory_figures(traj: pd.DataFrame, out: Path) -> list[tuple[Path, str]]:
+    """Learned step size (and momentum, β's) over training, against fixed schedules.
+
+    Per setting, up to two figures: the methods run once (a panel per hyperparameter, a line per
+    method, fixed schedules dashed), and the towers run from a grid of initial step sizes (a
+    panel per tower and hyperparameter, a line per initial step size α₀, colored by it).
+    Returns (file, description) pairs.
+    """
+    _theme()
+    traj = _with_groups(traj)
+    written = []
+    for setting, sub in traj.groupby("setting", sort=True):
+        singles, grids = sub[~sub["grid"]], sub[sub["grid"]]
+        if len(singles):
+            panels = [(f"{setting}: {_symbol(n)}", singles[singles["name"] == n])
+                      for n in _names(singles)]
+            path = out / f"trajectories-{_slug(setting)}.png"
+            written.append((_panels(panels, path, by_lr0=False), f"trajectories, {setting}"))
+        learned = grids.groupby("template")["value"].transform(lambda v: v.nunique() > 1)
+        grids = grids[learned.astype(bool)]
+        if len(grids):
+            panels = [(f"{textwrap.fill(t, 42)}: {_symbol(n)}", g[g["name"] == n])
+                      for t, g in grids.groupby("template", sort=True) for n in _names(g)]
+            path = out / f"trajectories-{_slug(setting)}-grid.png"
+            written.append((_panels(panels, path, by_lr0=True),
+                            f"trajectories from a grid of initial step sizes, {setting}"))
+    return written
+
+
+def _with_groups(traj: pd.DataFrame) -> pd.DataFrame:
+    """Mark the towers run from at least three initial step sizes (``grid``)."""
+    traj = traj.copy()
+    traj["template"] = traj["method"].map(lambda m: st.method_info(m).template)
+    traj["lr0"] = traj["method"].map(lambda m: st.method_info(m).lr0)
+    counts = traj.groupby(["setting", "template"])["method"].transform("nunique")
+    traj["grid"] = (counts >= 3) & traj["lr0"].notna()
+    return traj
+
+
+def _panels(panels: list[tuple[str, pd.DataFrame]], path: Path, *, by_lr0: bool) -> Path:
+    """Draw panels in rows of three with one legend for all (colors keyed by method or α₀)."""
+    ncols = min(3, len(panels))
+    fig, axes = _grid(len(panels), ncols, 3.2, width=min(WIDTH, 3.4 * ncols) + 2.2)
+    keys = sorted({k for _, d in panels for k in (d["lr0"] if by_lr0 else d["method"])},
+                  key=(lambda k: k) if by_lr0 else _method_order)
+    colors = dict(zip(keys, sns.color_palette("viridis" if by_lr0 else "tab10", len(keys)),
+                      strict=True))
+    for ax, (title, data) in zip(axes, panels, strict=True):
+        for key in keys:
+            line = data[(data["lr0"] if by_lr0 else data["method"]) == key]
+            if line.empty:
+                continue
+            info = st.method_info(line["method"].iloc[0])
+            fixed = info.family in (st.SCHEDULE, st.TORCH, st.LRFREE)
+            sns.lineplot(data=line, x="step", y="value", ax=ax, color=colors[key],
+                         label=f"α₀={key:g}" if by_lr0 else key, errorbar="sd",
+                         ls="--" if fixed else "-")
+        _scale(ax, data["value"])
+        ax.set_title(title, fontsize="small")
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("value (level 0)")
+        ax.get_legend().remove()
+    handles, labels = {}, {}
+    for ax in axes:
+        for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, h)
+    labels = list(handles)
+    fig.tight_layout()
+    fig.legend([handles[k] for k in labels], labels, loc="center left", fontsize="x-small",
+               bbox_to_anchor=(1.0, 0.5),
+               title="initial step size" if by_lr0 else "dashed: fixed schedule",
+               title_fontsize="x-small")
+    return _save(fig, path)
+
+
+def _symbol(name: str) -> str:
+    symbol = st.GREEK.get(name)
+    return f"{symbol} ({name})" if symbol else name
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def _names(sub: pd.DataFrame) -> list[str]:
+    known = [n for n in ("lr", "momentum", "beta1", "beta2", "alpha", "gamma")
+             if n in set(sub["name"])]
+    return known + sorted(set(sub["name"]) - set(known))
+
+
+def _method_order(method: str) -> tuple:
+    info = st.method_info(method)
+    return (info.template, info.lr0 or 0.0, method)
+
+
+def _scale(ax: plt.Axes, values: pd.Series) -> None:
+    """Log y when positive values span more than a decade (step sizes do).
+
+    A schedule that ends at exactly 0 (cosine) does not prevent it: its last point is clipped.
+    """
+    v = values[values > 0]
+    if len(v) and len(v) >= 0.95 * len(values) and v.max() / v.min() > 10:
+        ax.set_yscale("log")

@@ -1,0 +1,177 @@
+"""What a method name says about its structure: family, base optimizer, height, initial step size.
+
+Names are identities (``bench.methods``): the report groups and labels runs by reading them.
+The family comes from the method registry (``bench.methods.families()``) when it accepts the
+name; the tower structure (levels, arguments) is read by a small bracket-aware splitter, because
+a name stored by an older code version must still be readable when the registry has moved on.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+# Families as the report names them. ``towers`` of the registry splits into three by prefix.
+TOWER = "tower"  # hypergrad towers, height 0 included: ``adam(lr=1e-3)/sgd(1e-5)``
+TORCH = "torch"  # plain torch.optim: ``torch.sgd(lr=0.1)``
+GDTUO = "gdtuo"  # the paper's reference implementation: ``gdtuo:adam/sgd(1e-5)``
+HD = "hd"  # Baydin et al.: ``sgd-hd(...)``
+SCHEDULE = "schedule"  # torch.optim + lr_scheduler: ``sgd(lr=0.1)+cosine(...)``
+LRFREE = "lrfree"  # ``prodigy``, ``dadapt-adam``, ...
+SEARCH = "search"  # ``tpe(...)``, ``grid(...)``, ...
+OTHER = "other"
+
+FAMILY_TITLES = {
+    TOWER: "hypergrad towers",
+    TORCH: "plain torch.optim",
+    GDTUO: "reference gdtuo towers",
+    HD: "hypergradient descent (Baydin et al.)",
+    SCHEDULE: "fixed schedules",
+    LRFREE: "learning-rate-free",
+    SEARCH: "hyperparameter search",
+    OTHER: "other",
+}
+
+# The registry's family names, mapped to ours (``towers`` is refined by prefix).
+_REGISTRY_FAMILIES = {"hd": HD, "schedules": SCHEDULE, "lrfree": LRFREE, "search": SEARCH}
+_SEARCH_NAMES = ("grid", "random", "tpe", "gp", "cmaes")
+_LRFREE_NAMES = ("prodigy", "dadapt-adam", "dadapt-sgd", "schedulefree-adamw", "schedulefree-sgd")
+
+# Symbols for the hyperparameter names used in tables.
+GREEK = {"lr": "α", "momentum": "μ", "beta1": "β1", "beta2": "β2", "alpha": "γ", "gamma": "γ"}
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """The structure of one method name.
+
+    Attributes:
+        name: the method name as stored.
+        family: one of the family constants above.
+        base: the level-0 optimizer (``sgd``, ``adam``, ...), or the method's own name for
+            families without one (``prodigy``, ``tpe``).
+        height: number of hyperoptimizers above level 0 (towers and gdtuo; 0 for plain torch),
+            else ``None``.
+        lr0: the initial level-0 step size written in the name, else ``None``.
+        template: the name with the level-0 step size replaced by ``·``: runs that differ only in
+            their initial step size share a template (one line of a sensitivity plot).
+    """
+
+    name: str
+    family: str
+    base: str
+    height: int | None
+    lr0: float | None
+    template: str
+
+    @property
+    def is_tower_like(self) -> bool:
+        """Towers, their reference twin and plain torch.optim: rows of the paper's table."""
+        return self.family in (TOWER, TORCH, GDTUO)
+
+
+def split_top(text: str, sep: str) -> list[str]:
+    """Split ``text`` at ``sep`` outside brackets: ``a(1,2)/b`` -> ``["a(1,2)", "b"]`` on ``/``."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif depth == 0 and text.startswith(sep, i):
+            parts.append(text[start:i])
+            start = i + len(sep)
+    parts.append(text[start:])
+    return [p.strip() for p in parts]
+
+
+def split_call(text: str) -> tuple[str, list[str]]:
+    """``adam(lr=1e-3, beta1=0.9)`` -> ``("adam", ["lr=1e-3", "beta1=0.9"])``."""
+    text = text.strip()
+    if "(" not in text or not text.endswith(")"):
+        return text, []
+    head, _, inner = text.partition("(")
+    args = [a for a in split_top(inner[:-1], ",") if a]
+    return head.strip(), args
+
+
+def _step_size(args: list[str]) -> tuple[int, float] | None:
+    """The index and value of the step size in an argument list: ``lr=`` or the first positional."""
+    for i, arg in enumerate(args):
+        key, eq, value = arg.partition("=")
+        if (eq and key.strip() == "lr") or (not eq and i == 0):
+            try:
+                return i, float(value if eq else key)
+            except ValueError:
+                return None
+    return None
+
+
+def _with_dot(head: str, args: list[str], index: int) -> str:
+    """Rebuild ``head(args)`` with the step size at ``index`` written as ``·``."""
+    key, eq, _ = args[index].partition("=")
+    shown = [*args[:index], f"{key.strip()}=·" if eq else "·", *args[index + 1 :]]
+    return f"{head}({', '.join(shown)})"
+
+
+def _registry_family(name: str) -> str | None:
+    """The registry family accepting ``name``, or ``None`` if the registry is unavailable."""
+    try:
+        from bench.methods import families
+
+        for family in families():
+            if family.matches(name):
+                return family.name
+    except Exception:  # a registry that cannot load must not stop a report: fall back to rules
+        return None
+    return None
+
+
+def _fallback_family(name: str, level0: str) -> str:
+    """The family by the naming rules of docs/CONTRACTS.md, when the registry cannot say."""
+    head = split_call(level0)[0]
+    if head in _SEARCH_NAMES:
+        return "search"
+    if head.endswith("-hd"):
+        return "hd"
+    if head in _LRFREE_NAMES:
+        return "lrfree"
+    if len(split_top(name, "+")) > 1:
+        return "schedules"
+    return "towers"
+
+
+@functools.lru_cache(maxsize=4096)
+def method_info(name: str) -> MethodInfo:
+    """Read the structure of a method name (cached: reports ask once per run)."""
+    body = name.strip()
+    prefix = ""
+    for marker in ("gdtuo:", "torch."):
+        if body.startswith(marker):
+            prefix, body = marker, body[len(marker) :]
+    main, *schedule = split_top(body, "+")
+    levels = split_top(main, "/")
+    registry = _registry_family(name) or _fallback_family(name, levels[0])
+    family = _REGISTRY_FAMILIES.get(registry, OTHER)
+    if registry == "towers":
+        family = {"gdtuo:": GDTUO, "torch.": TORCH}.get(prefix, TOWER)
+    head, args = split_call(levels[0])
+    base = head.removesuffix("-hd") if family == HD else head
+    found = _step_size(args) if family not in (SEARCH, LRFREE) else None
+    lr0 = found[1] if found else None
+    template = name
+    if found:
+        rest = "".join(f"/{lv}" for lv in levels[1:]) + "".join(f"+{s}" for s in schedule)
+        template = prefix + _with_dot(head, args, found[0]) + rest
+    height = len(levels) - 1 if family in (TOWER, GDTUO) else 0 if family == TORCH else None
+    return MethodInfo(name, family, base, height, lr0, template)
+
+
+def hyper_label(key: str) -> str:
+    """``0.lr`` -> ``α``, ``1.lr`` -> ``α@1``, ``0.beta1`` -> ``β1``, ``0.lr[3]`` -> ``α[3]``."""
+    level, _, rest = key.partition(".")
+    if not rest:
+        return key
+    bare, bracket, index = rest.partition("[")
+    label = GREEK.get(bare, bare) + (f"[{index}" if bracket else "")
+    return label if level == "0" else f"{label}@{level}"
