@@ -137,13 +137,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Train (or report, if stored) one run per seed; one summary line per run."""
     from bench.methods import parse_method
     from bench.store import Store
-    from bench.train import resolve_device
+    from bench.train import load_data, resolve_device
     from bench.workloads import get_workload
 
     # Every name is checked before anything trains.
     workload = get_workload(args.workload)
     method = parse_method(args.method)
-    resolve_device(args.device)
+    device = resolve_device(args.device)
     budget = Budget(steps=args.steps, epochs=args.epochs, seconds=args.seconds)
     configs = [
         RunConfig(args.workload, method.name, seed, budget, args.device) for seed in args.seeds
@@ -156,6 +156,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 assert result is not None
                 print(summary_line(result, workload.metric, cached=True), flush=True)
                 continue
+            load_data(workload, device, config.seed)  # missing data: an error before the header
             print(
                 f"[{i}/{len(configs)}] {config.workload} {config.method} seed {config.seed}"
                 f" ({budget.label()}, {config.device}) id {config.run_id}",
@@ -241,13 +242,16 @@ def summary_line(result: RunResult, metric: str = "error", *, cached: bool = Fal
 
 
 def export_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--format", choices=("csv", "parquet"), default="csv")
+    parser.add_argument(
+        "--format", choices=("csv", "parquet", "jsonl"), default="csv",
+        help="csv/parquet: flat final numbers; jsonl: complete records with curves (baselines)",
+    )
     store_argument(parser)
     parser.add_argument("--out", type=Path, help="output file (default: results/bench.<format>)")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """Every stored run as a flat table (CSV or Parquet)."""
+    """Every stored run as a flat table (CSV or Parquet) or as complete records (JSON lines)."""
     from bench.store import Store
 
     if args.store is not None and not args.store.exists():
@@ -255,7 +259,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     out = args.out or Path("results") / f"bench.{args.format}"
     with Store(args.store) as store:
         n = len(store)
-        path = store.export(out, args.format)
+        if args.format == "jsonl":
+            from bench.report.load import write_jsonl
+
+            path = write_jsonl(store.results(), out)
+        else:
+            path = store.export(out, args.format)
     print(f"wrote {n} runs to {path}")
     return EXIT_OK
 
@@ -273,6 +282,36 @@ def suite_arguments(parser: argparse.ArgumentParser) -> None:
 def cmd_suite(args: argparse.Namespace) -> int:
     """Train a suite's runs over GPUs or CPU workers, resuming, then write its report."""
     from bench.scheduler import run_cli
+
+    return run_cli(args)
+
+
+# ---------------------------------------------------------------------------------------------
+# report and compare (bench/report/, bench/compare.py)
+
+
+def report_arguments(parser: argparse.ArgumentParser) -> None:
+    from bench.report.command import add_arguments
+
+    add_arguments(parser)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write a markdown report with figures for a suite or a whole store."""
+    from bench.report.command import run_cli
+
+    return run_cli(args)
+
+
+def compare_arguments(parser: argparse.ArgumentParser) -> None:
+    from bench.compare import add_arguments
+
+    add_arguments(parser)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Compare a candidate result set with a baseline; exit 1 on a regression."""
+    from bench.compare import run_cli
 
     return run_cli(args)
 
@@ -297,6 +336,10 @@ COMMANDS: list[Command] = [
     Command("export", "stored results as CSV or Parquet", export_arguments, cmd_export),
     Command("suite", "train a suite of runs over GPUs or CPU workers (resumes)", suite_arguments,
             cmd_suite),
+    Command("report", "a markdown report with figures (a suite's runs, or a store)",
+            report_arguments, cmd_report),
+    Command("compare", "compare results with a baseline; exit 1 on a regression",
+            compare_arguments, cmd_compare),
 ]
 
 
