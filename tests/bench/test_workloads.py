@@ -217,3 +217,26 @@ def test_mnist_test_evaluation_speed(bench_data_dir: Path, benchmark) -> None:
     result = benchmark.pedantic(workload.evaluate, (model, splits.test), rounds=10, warmup_rounds=1)
     assert set(result) == {"loss", "error"}
     assert benchmark.stats.stats.median <= 0.2
+
+
+# --- on a GPU -----------------------------------------------------------------------------------
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("name", ["mnist-mlp", "cifar10s-resnet20", "warpeace-lstm"])
+def test_on_the_gpu(bench_data_dir: Path, name: str) -> None:
+    """Data, batches (CUDA generator), augmentation and evaluation all stay on the device; the
+    split is the CPU's."""
+    workload = get_workload(name)
+    splits = workload.load_data(torch.device("cuda"), 0)
+    assert all(s.x.is_cuda for s in (splits.train, splits.val, splits.test))
+    assert torch.equal(splits.val.x.cpu(), workload.load_data("cpu", 0).val.x)
+    torch.manual_seed(0)
+    model = workload.build_model().cuda()
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    x, y = next(iter(workload.train_batches(splits.train, 32, gen)))
+    assert x.is_cuda and y.is_cuda
+    assert torch.isfinite(workload.loss(model(x), y))
+    metrics = workload.evaluate(model.eval(), splits.test)
+    assert set(metrics) == {"loss", workload.metric}
