@@ -306,11 +306,13 @@ class _Driver:
 
     # -- the loop ------------------------------------------------------------------------------
     def resume(self) -> None:
-        """Mark trials left running by a dead process as failed; their saved cost counts."""
+        """Mark trials left running by a dead process as failed; their saved cost counts.
+
+        Waiting trials (a grid point enqueued, never started) are left for ``ask`` to take.
+        """
         for t in self.study.get_trials(deepcopy=False):
-            if t.state in (TrialState.RUNNING, TrialState.WAITING):
+            if t.state == TrialState.RUNNING:
                 self.study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
-                self.study._storage.set_trial_user_attr(t._trial_id, "status", FAILED)
         self.resumed = len(self.study.get_trials(deepcopy=False))
         if self.per_run is None:
             done = [t for t in self.trials() if t["status"] == DONE]
