@@ -181,7 +181,7 @@ def optimizer_bytes(optimizer: Any, exclude: Iterable[Tensor] = ()) -> int:
     excluded: set[int] = set()
     for tensor in exclude:
         excluded.add(_storage_key(tensor))
-        if tensor.grad is not None:
+        if (tensor.is_leaf or tensor.retains_grad) and tensor.grad is not None:
             excluded.add(_storage_key(tensor.grad))
     walker = _TensorWalker(excluded)
     walker.visit(optimizer, 0)
@@ -227,7 +227,7 @@ class _TensorWalker:
                 for group in obj.param_groups:
                     for param in group["params"]:
                         self.excluded.add(_storage_key(param))
-                        if param.grad is not None:
+                        if (param.is_leaf or param.retains_grad) and param.grad is not None:
                             self.excluded.add(_storage_key(param.grad))
             for value in vars(obj).values():
                 self.visit(value, depth + 1)

@@ -60,9 +60,9 @@ def train(
     Never raises for a failing run: an exception becomes status ``failed`` (message kept, CUDA
     out-of-memory included) and a non-finite loss or parameter becomes ``diverged`` with the
     step (also when the loss exceeds ``DIVERGE_FACTOR`` times the first step's: option
-    ``diverge_factor``). Raises ``UserError`` for an unknown workload, method or device, or missing data, before
-    anything trains; re-raises ``KeyboardInterrupt`` (the caller records ``interrupted`` or
-    discards the run).
+    ``diverge_factor``). Raises ``UserError`` for an unknown workload, method or device, or
+    missing data, before anything trains; re-raises ``KeyboardInterrupt`` (the caller records
+    ``interrupted`` or discards the run).
 
     Args:
         config: the run; ``config.method`` should be canonical (``parse_method(m).name``).

@@ -19,6 +19,7 @@ import ast
 import inspect
 import math
 import re
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,9 +41,10 @@ TORCH_OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "rmsprop": torch.optim.RMSprop,
 }
 
-# One level of a spec: a name and an optional argument list; levels are joined by "/".
-_LEVEL = re.compile(r"^\s*([A-Za-z_][\w\-]*)\s*(?:\((.*)\))?\s*$", re.DOTALL)
-_TOWER = re.compile(r"^[A-Za-z_][\w\-]*\s*(\(.*\))?\s*(/.*)?$", re.DOTALL)
+# A torch spelling: a name and an optional argument list.
+_LEVEL = re.compile(r"^\s*([A-Za-z_]\w*)\s*(?:\((.*)\))?\s*$", re.DOTALL)
+# The first word of a spec (a tower is recognised by its bottom optimizer's name).
+_FIRST_WORD = re.compile(r"^\s*([A-Za-z_]\w*)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -56,23 +58,6 @@ class Call:
     name: str
     args: tuple[Any, ...] = ()
     kwargs: dict[str, Any] = field(default_factory=dict)
-
-
-def split_levels(spec: str) -> list[str]:
-    """Split ``a(x)/b(y, z)`` at the slashes outside parentheses."""
-    levels, depth, current = [], 0, []
-    for char in spec:
-        if char == "(":
-            depth += 1
-        elif char == ")":
-            depth -= 1
-        if char == "/" and depth == 0:
-            levels.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-    levels.append("".join(current))
-    return levels
 
 
 def parse_call(text: str) -> Call:
@@ -143,7 +128,7 @@ class TowerMethod(SingleRunMethod):
         try:
             self.name = hypergrad.canonical(spec)
         except ValueError as e:
-            raise UserError(f"{e}\n(other method families: see `python -m bench list`)") from e
+            raise UserError(f"{e} (other methods: `python -m bench list methods`)") from e
 
     def setup(
         self,
@@ -248,20 +233,16 @@ def _group_lrs(optimizer: torch.optim.Optimizer) -> Callable[[], dict[str, float
 # ---------------------------------------------------------------------------------------------
 # the paper's reference implementation (gdtuo)
 
-# Per optimizer kind: the gdtuo argument each spec argument maps to.
-_GDTUO_ARGS = {
-    "sgd": {"lr": "alpha", "momentum": "mu"},
-    "adam": {"lr": "alpha", "beta1": "beta1", "beta2": "beta2", "eps": "log_eps"},
-    "adagrad": {"lr": "alpha"},
-    "rmsprop": {"lr": "alpha", "gamma": "gamma"},
-}
-
 
 class GdtuoMethod(SingleRunMethod):
     """The tower built with ``gdtuo`` (the paper's code), wrapping the model.
 
     Its name is ``gdtuo:`` + the canonical hypergrad spec, so that it pairs with the hypergrad row
-    of the same tower in reports.
+    of the same tower in reports. Only what gdtuo implements is accepted: SGD (``lr``,
+    ``momentum``), Adam (``lr``, ``beta1``, ``beta2``, ``eps``; ``learn=lr`` is its
+    ``AdamBaydin``), AdaGrad (``lr``) and RMSProp (``lr``, ``gamma``; ``learn=lr`` is its
+    ``RMSPropAlpha``). gdtuo's own choices hold whatever the spec says: Adam's v starts at ε,
+    AdaGrad's sum at 0.1 with ε inside the root, RMSProp's ε inside the root.
     """
 
     def __init__(self, spec: str) -> None:
@@ -270,9 +251,10 @@ class GdtuoMethod(SingleRunMethod):
         body = spec[len(GDTUO_PREFIX) :]
         try:
             canonical = hypergrad.canonical(body)
+            levels = hypergrad.parse(canonical)
         except ValueError as e:
             raise UserError(f"invalid tower in {spec!r}: {e}") from e
-        self.levels = [_gdtuo_level(parse_call(text)) for text in split_levels(canonical)]
+        self.levels = [_gdtuo_level(cls, kwargs, spec) for cls, kwargs in levels]
         self.name = GDTUO_PREFIX + canonical
 
     def setup(
@@ -292,6 +274,9 @@ class GdtuoMethod(SingleRunMethod):
             top = make(top)
         parameter = next(model.parameters())
         _to_device(top, parameter.device, parameter.dtype)
+        # gdtuo's design: backward(create_graph=True) into non-leaf parameters; its begin()
+        # resets the gradients each step, which breaks the cycle torch warns about.
+        warnings.filterwarnings("ignore", message="Using backward\\(\\) with create_graph=True")
         wrapper = gdtuo.ModuleWrapper(model, optimizer=top)
         wrapper.initialize()
         return GdtuoSetup(optimizer=wrapper, wrapper=wrapper, hyperparameters=_gdtuo_hypers(top))
@@ -317,51 +302,71 @@ class GdtuoSetup(OptimizerSetup):
         return loss
 
 
-def _gdtuo_level(call: Call) -> Callable[[Any], Any]:
-    """A constructor ``make(optimizer_above) -> gdtuo optimizer`` for one level of the spec."""
+# What gdtuo cannot express must keep hypergrad's default (or gdtuo's own fixed value).
+_GDTUO_FIXED: dict[str, dict[str, tuple[Any, ...]]] = {
+    "sgd": {"dampening": (0.0,), "weight_decay": (0.0,), "nesterov": (False,)},
+    "adam": {"weight_decay": (0.0,)},  # v0: gdtuo's v starts at eps (checked below)
+    "adagrad": {
+        "lr_decay": (0.0,),
+        "weight_decay": (0.0,),
+        "initial_accumulator_value": (0.0, 0.1),
+        "eps": (1e-10,),
+        "eps_inside": (False, True),
+    },
+    "rmsprop": {
+        "eps": (1e-8,),
+        "weight_decay": (0.0,),
+        "momentum": (0.0,),
+        "centered": (False,),
+        "eps_inside": (False, True),
+    },
+}
+
+
+def _gdtuo_level(cls: type, kwargs: dict[str, Any], spec: str) -> Callable[[Any], Any]:
+    """A constructor ``make(optimizer_above) -> gdtuo optimizer`` for one parsed level."""
     from gradient_descent_the_ultimate_optimizer import gdtuo
 
-    if call.name not in _GDTUO_ARGS:
-        raise unknown_name("gdtuo optimizer", call.name, list(_GDTUO_ARGS))
-    names = _GDTUO_ARGS[call.name]
-    kwargs = dict(call.kwargs)
-    if call.args:
-        kwargs.setdefault("lr", call.args[0])
-    learn = kwargs.pop("learn", None)
+    name = cls.name
+    if name not in _GDTUO_FIXED:
+        raise unknown_name("gdtuo optimizer", name, list(_GDTUO_FIXED))
+    args = dict(kwargs)
+    learn = args.pop("learn", None)
     learn = (learn,) if isinstance(learn, str) else learn
-    if "betas" in kwargs:
-        kwargs["beta1"], kwargs["beta2"] = kwargs.pop("betas")
-    out = {}
-    for key, value in kwargs.items():
-        if key not in names:
+    if args.pop("lr_per", "optimizer") != "optimizer":
+        raise UserError(f"gdtuo learns one step size per optimizer: drop lr_per in {spec!r}")
+    for key, allowed in _GDTUO_FIXED[name].items():
+        if key in args and args.pop(key) not in allowed:
             raise UserError(
-                f"gdtuo's {call.name} has no argument {key!r} (it supports "
-                f"{', '.join(names)}, learn); drop it or use the hypergrad tower"
+                f"gdtuo's {name} has no {key} other than {allowed[0]!r}: "
+                f"drop it from {spec!r} or use the hypergrad tower"
             )
-        out[names[key]] = math.log10(value) if key == "eps" else value
-    cls = {
-        "sgd": gdtuo.SGD,
-        "adam": gdtuo.Adam,
-        "adagrad": gdtuo.AdaGrad,
-        "rmsprop": gdtuo.RMSProp,
-    }[call.name]
-    if learn is not None and set(learn) == {"lr"} and call.name in ("adam", "rmsprop"):
-        cls = gdtuo.AdamBaydin if call.name == "adam" else gdtuo.RMSPropAlpha
-    elif learn is not None and set(learn) != set(_default_learned(call.name, out)):
+    lr = args.pop("lr")
+    if name == "sgd":
+        make, out = gdtuo.SGD, {"alpha": lr, "mu": args.pop("momentum", 0.0)}
+    elif name == "adam":
+        beta1, beta2 = args.pop("betas", (0.9, 0.999))
+        out = {"alpha": lr, "beta1": beta1, "beta2": beta2}
+        eps = args.pop("eps", 1e-8)
+        if args.pop("v0", 0.0) not in (0.0, eps):
+            raise UserError(f"gdtuo's adam starts v at eps ({eps:g}); drop v0 from {spec!r}")
+        out["log_eps"] = math.log10(eps)
+        make = gdtuo.AdamBaydin if learn == ("lr",) else gdtuo.Adam
+    elif name == "adagrad":
+        make, out = gdtuo.AdaGrad, {"alpha": lr}
+    else:
+        out = {"alpha": lr, "gamma": args.pop("gamma", 0.99)}
+        make = gdtuo.RMSPropAlpha if learn == ("lr",) else gdtuo.RMSProp
+    if args:
+        raise UserError(f"gdtuo's {name} cannot take {', '.join(args)} (in {spec!r})")
+    # The canonical spec names ``learn`` only when it is not the default: then only adam's and
+    # rmsprop's "lr alone" have a gdtuo twin.
+    if learn is not None and not (learn == ("lr",) and name in ("adam", "rmsprop")):
         raise UserError(
-            f"gdtuo's {call.name} learns {', '.join(_default_learned(call.name, out))} or, for "
-            f"adam and rmsprop, lr alone; learn={learn!r} has no reference implementation"
+            f"gdtuo's {name} learns its default hyperparameters or, for adam and rmsprop, lr "
+            f"alone; learn={learn!r} in {spec!r} has no reference implementation"
         )
-    return lambda above: cls(**out, optimizer=above)
-
-
-def _default_learned(kind: str, args: dict[str, Any]) -> tuple[str, ...]:
-    return {
-        "sgd": ("lr", "momentum") if args.get("mu", 0.0) else ("lr",),
-        "adam": ("lr", "beta1", "beta2"),
-        "adagrad": ("lr",),
-        "rmsprop": ("lr", "gamma"),
-    }[kind]
+    return lambda above: make(**out, optimizer=above)
 
 
 def _gdtuo_chain(top: Any) -> list[Any]:
@@ -419,7 +424,12 @@ def _gdtuo_hypers(level0: Any) -> Callable[[], dict[str, float]]:
 
 
 def _matches(name: str) -> bool:
-    return name.startswith((TORCH_PREFIX, GDTUO_PREFIX)) or bool(_TOWER.match(name))
+    if name.startswith((TORCH_PREFIX, GDTUO_PREFIX)):
+        return True
+    import hypergrad
+
+    first = _FIRST_WORD.match(name)
+    return first is not None and first.group(1).lower() in hypergrad.OPTIMIZERS
 
 
 def _parse(name: str) -> SingleRunMethod:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -10,7 +11,7 @@ import torch
 from bench.config import Budget, RunConfig
 from bench.errors import UserError
 from bench.methods import parse_method
-from bench.methods.towers import TorchMethod, format_value, parse_call, split_levels
+from bench.methods.towers import TorchMethod, format_value, parse_call
 from bench.record import DIVERGED, DONE, FAILED
 from bench.train import _finite_parameters, resolve_device, train
 
@@ -225,10 +226,6 @@ def test_bad_torch_names_say_what_is_wrong(name, message):
 
 
 def test_spec_helpers():
-    assert split_levels("adam(betas=(0.9, 0.99))/sgd(1e-5)") == [
-        "adam(betas=(0.9, 0.99))",
-        "sgd(1e-5)",
-    ]
     call = parse_call("adam(1e-3, learn=(lr, beta1))")
     assert (
         call.name == "adam" and call.args == (1e-3,) and call.kwargs == {"learn": ("lr", "beta1")}
@@ -240,3 +237,63 @@ def test_spec_helpers():
         "(0.9, 0.999)",
         "True",
     ]
+
+
+def _losses(result) -> list[float]:
+    return [loss for _, loss in result.curves["train_loss"]]
+
+
+def test_height_zero_tower_trains_like_torch_sgd():
+    tower = train(config("sgd(0.1)", Budget(steps=30)))
+    plain = train(config("torch.sgd(0.1)", Budget(steps=30)))
+    assert tower.config["method"] == "sgd(0.1)" and tower.status == DONE
+    assert _losses(tower) == pytest.approx(_losses(plain), rel=1e-5)
+    assert tower.metrics["test_error"] == pytest.approx(plain.metrics["test_error"], abs=2e-4)
+
+
+def test_a_tower_records_its_learned_hyperparameters():
+    result = train(config("sgd(0.1)/sgd(1e-4)", Budget(steps=40), hyper_every=10))
+    assert result.status == DONE
+    steps = [step for step, _ in result.curves["hyper"]["0.lr"]]
+    assert steps == [0, 10, 20, 30, 40]
+    assert result.curves["hyper"]["0.lr"][0][1] == pytest.approx(0.1)
+    assert result.metrics["hyper/0.lr"] != pytest.approx(0.1)  # it learned
+    # learning a step size keeps one parameter-sized buffer (the last update), not a graph
+    n_params = 784 * 128 + 128 + 128 * 10 + 10
+    assert 4 * n_params <= result.memory["optimizer_bytes"] < 4 * n_params + 1024
+
+
+@pytest.mark.parametrize(
+    "spec",
+    ["sgd(0.1)/sgd(1e-4)", "sgd(0.1, momentum=0.5)/sgd(1e-4)/sgd(1e-4)", "adam(v0=1e-8)/sgd(1e-5)"],
+)
+def test_the_gdtuo_reference_gives_the_same_numbers(spec):
+    ours = train(config(spec, Budget(steps=30), hyper_every=5))
+    reference = train(config(f"gdtuo:{spec}", Budget(steps=30), hyper_every=5))
+    assert reference.status == DONE, reference.error
+    assert reference.config["method"] == "gdtuo:" + ours.config["method"]
+    assert _losses(reference) == pytest.approx(_losses(ours), rel=1e-5)
+    assert reference.curves["hyper"].keys() == ours.curves["hyper"].keys()
+    for name, points in ours.curves["hyper"].items():
+        assert [v for _, v in reference.curves["hyper"][name]] == pytest.approx(
+            [v for _, v in points], rel=1e-5
+        )
+    # the reference keeps the graph of the update: more memory than the tower
+    assert reference.memory["optimizer_bytes"] > ours.memory["optimizer_bytes"]
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("gdtuo:adamw(0.001)/sgd(1e-5)", "unknown gdtuo optimizer 'adamw'"),
+        ("gdtuo:sgd(0.1, nesterov=true, momentum=0.9)/sgd(1e-4)", "gdtuo's sgd has no nesterov"),
+        ("gdtuo:sgd(0.1, lr_per=tensor)/sgd(1e-4)", "drop lr_per"),
+        ("gdtuo:adam(0.001, learn=beta1)/sgd(1e-5)", "no reference implementation"),
+        ("gdtuo:adam(0.001, v0=0.5)/sgd(1e-5)", "starts v at eps"),
+        ("gdtuo:sgd(0.1/sgd", "invalid tower"),
+        ("sgd(-1)/sgd(1e-4)", "sgd"),
+    ],
+)
+def test_bad_tower_names_say_what_is_wrong(name, message):
+    with pytest.raises(UserError, match=re.escape(message)):
+        parse_method(name)
