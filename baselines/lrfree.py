@@ -4,7 +4,7 @@ Each is the authors' package (``prodigyopt``, ``dadaptation``, ``schedulefree``)
 name such as ``prodigy``, ``dadapt-adam(lr=1)`` or ``schedulefree-adamw(lr=0.0025, warmup=0.05)``.
 Their defaults are the packages' own. ``effective_lr`` reads the step size they actually use:
 ``d * lr`` for Prodigy and D-Adaptation (``d`` is their running estimate of the distance to the
-solution), the warmed-up ``scheduled_lr`` for Schedule-Free.
+solution), the warmed-up lr of the next step for Schedule-Free.
 
 Schedule-Free optimizers keep two points and must be switched to the averaged one before an
 evaluation (``optimizer.eval()``) and back before training (``optimizer.train()``);
@@ -85,8 +85,10 @@ class LRFreeOptimizer:
 def _effective(group: dict[str, Any]) -> float:
     if "d" in group:  # Prodigy, D-Adaptation: the step is d * lr
         return float(group["d"]) * float(group["lr"])
-    if group.get("scheduled_lr", 0.0):  # Schedule-Free after its first step (warm-up included)
-        return float(group["scheduled_lr"])
+    if "warmup_steps" in group and "k" in group:
+        # Schedule-Free: the lr of the next step, its linear warm-up applied as its step() does.
+        k, warmup = group["k"], group["warmup_steps"]
+        return float(group["lr"]) * ((k + 1) / warmup if k < warmup else 1.0)
     return float(group["lr"])
 
 

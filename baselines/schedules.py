@@ -103,7 +103,7 @@ class ScheduleSpec:
 def parse_schedule(name: str) -> ScheduleSpec:
     """Parse ``sgd(lr=0.1, momentum=0.9)+cosine(warmup=0.05)``; errors list the valid names."""
     parts = split_top(name, "+")
-    if len(parts) != 2:
+    if len(parts) != 2 or not all(parts):
         raise ValueError(
             f"a scheduled method is OPTIMIZER+SCHEDULE, but got {name!r}; "
             "e.g. sgd(lr=0.1, momentum=0.9)+cosine(warmup=0.05)"
