@@ -185,8 +185,8 @@ def _train_with_progress(config: RunConfig, store: Any) -> RunResult:
         if step == 0:
             bar.reset(total=total)
             plan = info.get("plan")
-            if plan is not None and not bar.disable:
-                bar.write(
+            if plan is not None:  # the derived numbers, printed once (also in logs)
+                tqdm.write(
                     f"  {plan.total_steps} steps ({plan.steps_per_epoch} per epoch), batch "
                     f"{plan.batch_size}, evaluation every {plan.eval_every} steps",
                     file=sys.stderr,
@@ -198,6 +198,8 @@ def _train_with_progress(config: RunConfig, store: Any) -> RunResult:
     try:
         return train(config, progress=progress)
     except KeyboardInterrupt:
+        if store.has(config.run_id):  # --force: keep the earlier result rather than lose it
+            raise
         store.put(
             RunResult(
                 config.run_id,

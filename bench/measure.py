@@ -67,7 +67,7 @@ class StepTimer:
         """Mark the beginning of a step."""
         if self._cuda:
             event = torch.cuda.Event(enable_timing=True)
-            event.record()
+            event.record(torch.cuda.current_stream(self.device))
             self._started = event
         else:
             self._started = time.perf_counter()
@@ -78,7 +78,7 @@ class StepTimer:
             raise RuntimeError("StepTimer.stop() called without a matching start()")
         if self._cuda:
             event = torch.cuda.Event(enable_timing=True)
-            event.record()
+            event.record(torch.cuda.current_stream(self.device))
             self._pending.append((self._started, event))
         else:
             self._durations.append(time.perf_counter() - self._started)

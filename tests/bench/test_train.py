@@ -297,3 +297,19 @@ def test_the_gdtuo_reference_gives_the_same_numbers(spec):
 def test_bad_tower_names_say_what_is_wrong(name, message):
     with pytest.raises(UserError, match=re.escape(message)):
         parse_method(name)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("method", ["torch.sgd(lr=0.1)", "sgd(0.1)/sgd(1e-4)"])
+def test_a_run_on_the_gpu_is_timed_and_measured(method):
+    run = RunConfig(WORKLOAD, parse_method(method).name, 0, Budget(steps=60), "cuda")
+    result = train(run.with_options(eval_every=0.1))
+    assert result.status == DONE, result.error
+    assert result.metrics["test_error"] < 0.5
+    assert result.memory["cuda_peak_bytes"] > result.memory["cuda_baseline_bytes"] > 0
+    assert 0 < result.timing["step_time_median"] < 1.0
+    assert result.env["device_name"] == torch.cuda.get_device_name(0)
+    assert result.cost["device_seconds"] >= result.timing["train_seconds"]
+    again = train(run.with_options(eval_every=0.1))
+    assert again.run_id == result.run_id and again.cost["steps"] == 60
