@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,9 +71,9 @@ def store_argument(parser: argparse.ArgumentParser) -> None:
     """``--store PATH``, shared by the subcommands that read or write results."""
     parser.add_argument(
         "--store",
-        type=Path,
         default=None,
-        help="results database (default: $BENCH_STORE or results/bench.sqlite)",
+        help="results database: a SQLite file or a postgresql+psycopg://USER@HOST:PORT/DB URL "
+        "(default: $BENCH_STORE or results/bench.sqlite)",
     )
 
 
@@ -136,7 +137,7 @@ def run_arguments(parser: argparse.ArgumentParser) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     """Train (or report, if stored) one run per seed; one summary line per run."""
     from bench.methods import parse_method
-    from bench.store import Store
+    from bench.store import as_default_store, open_store
     from bench.train import load_data, resolve_device
     from bench.workloads import get_workload
 
@@ -149,7 +150,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         RunConfig(args.workload, method.name, seed, budget, args.device) for seed in args.seeds
     ]
     status = EXIT_OK
-    with Store(args.store) as store:
+    # as_default_store: a search keeps its Optuna study beside (or, for a URL, in) this store.
+    with open_store(args.store) as store, as_default_store(args.store):
         for i, config in enumerate(configs, 1):
             if store.has(config.run_id) and not args.force:
                 result = store.get(config.run_id)
@@ -163,9 +165,11 @@ def cmd_run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
                 flush=True,
             )
+            start = time.perf_counter()
             result = _train_with_progress(config, store)
+            wall = time.perf_counter() - start
             store.put(result)
-            print(summary_line(result, workload.metric), flush=True)
+            print(summary_line(result, workload.metric, wall=wall), flush=True)
             if result.status == FAILED:
                 status = EXIT_FAILED
     return status
@@ -214,8 +218,13 @@ def _train_with_progress(config: RunConfig, store: Any) -> RunResult:
         bar.close()
 
 
-def summary_line(result: RunResult, metric: str = "error", *, cached: bool = False) -> str:
-    """``<id> <status> <workload> <method> seed=N test_error=... steps=... wall=... step=...``."""
+def summary_line(
+    result: RunResult, metric: str = "error", *, wall: float | None = None, cached: bool = False
+) -> str:
+    """``<id> <status> <workload> <method> seed=N test_error=... steps=... train=... step=...``.
+
+    ``train`` is the timed step time (the run's cost), ``wall`` the whole run with evaluations.
+    """
     config = result.config
     parts = [
         result.run_id,
@@ -230,6 +239,8 @@ def summary_line(result: RunResult, metric: str = "error", *, cached: bool = Fal
     parts.append(f"steps={int(result.cost.get('steps', 0))}")
     if "device_seconds" in result.cost:
         parts.append(f"train={result.cost['device_seconds']:.1f}s")
+    if wall is not None:
+        parts.append(f"wall={wall:.1f}s")
     if "step_time_median" in result.timing:
         parts.append(f"step={result.timing['step_time_median'] * 1e3:.2f}ms")
     if result.error:
@@ -254,12 +265,12 @@ def export_arguments(parser: argparse.ArgumentParser) -> None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Every stored run as a flat table (CSV or Parquet) or as complete records (JSON lines)."""
-    from bench.store import Store
+    from bench.store import open_store, store_exists
 
-    if args.store is not None and not args.store.exists():
+    if args.store is not None and not store_exists(args.store):
         raise UserError(f"no results store at {str(args.store)!r}; run something first")
     out = args.out or Path("results") / f"bench.{args.format}"
-    with Store(args.store) as store:
+    with open_store(args.store) as store:
         n = len(store)
         if args.format == "jsonl":
             from bench.report.load import write_jsonl

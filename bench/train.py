@@ -205,7 +205,7 @@ def _loop(
         evaluate = run.step == plan.total_steps or run.step % plan.eval_every == 0
         out_of_time = False
         if evaluate or run.step % plan.check_every == 0:
-            # Sync point: read the pending losses; stop at the first non-finite one.
+            # Sync point: read the pending losses back; stop at the first diverging one.
             if _read_losses(run, pending):
                 return
             out_of_time = plan.seconds is not None and timer.total_seconds() >= plan.seconds
