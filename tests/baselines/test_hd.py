@@ -2,7 +2,8 @@
 
 - the paper's formulas, written over one flat parameter vector (a reference twin);
 - the paper's own package (``gdtuo``: ``SGD(optimizer=SGD(beta))`` is SGD-HD);
-- hypergrad towers: ``sgd/sgd`` is SGD-HD and ``adam(learn=lr)/sgd`` is Adam-HD.
+- hypergrad towers: ``sgd/sgd`` is SGD-HD, ``sgd(momentum=0.9, nesterov=true, learn=lr)/sgd``
+  is SGDN-HD and ``adam(learn=lr)/sgd`` is Adam-HD.
 
 All in float64 over 200 steps of the 784-128-10 MLP, to 1e-6 relative.
 """
@@ -127,6 +128,7 @@ def test_equals_the_papers_algorithm(batches, kind, make, args, form):
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:Using backward\\(\\) with create_graph=True")  # gdtuo's way
 def test_sgd_hd_equals_the_papers_package(batches):
     from gradient_descent_the_ultimate_optimizer import gdtuo
 
@@ -150,11 +152,15 @@ def test_sgd_hd_equals_the_papers_package(batches):
     [
         ("sgd(lr=0.01)/sgd(0.01)", lambda p: SGDHD(p, lr=0.01, hypergrad_lr=0.01)),
         (
+            "sgd(0.01, momentum=0.9, nesterov=true, learn=lr)/sgd(0.001)",
+            lambda p: SGDNHD(p, lr=0.01, hypergrad_lr=0.001, momentum=0.9),
+        ),
+        (
             "adam(lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, learn=lr)/sgd(1e-5)",
             lambda p: AdamHD(p, lr=1e-3, hypergrad_lr=1e-5, betas=(0.9, 0.999), eps=1e-8),
         ),
     ],
-    ids=["sgd-hd=sgd/sgd", "adam-hd=adam(learn=lr)/sgd"],
+    ids=["sgd-hd=sgd/sgd", "sgdn-hd=sgd(nesterov, learn=lr)/sgd", "adam-hd=adam(learn=lr)/sgd"],
 )
 def test_equals_the_hypergrad_tower(batches, spec, make):
     import hypergrad

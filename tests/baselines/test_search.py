@@ -110,6 +110,7 @@ def test_params_are_rounded_and_inside_the_space():
         assert p["lr"] == float(f"{p['lr']:.4g}")
 
 
+@pytest.mark.slow
 def test_an_interrupted_search_resumes_and_counts_the_lost_partial_trial(tmp_path):
     url = f"sqlite:///{tmp_path / 'optuna.sqlite'}"
     with pytest.raises(KeyboardInterrupt):
@@ -146,6 +147,7 @@ def test_hyperband_pruner_runs():
     assert out.best is not None
 
 
+@pytest.mark.slow  # Optuna's GP fits its model with torch: seconds per trial
 @pytest.mark.parametrize("sampler", ["gp", "cmaes"])
 def test_model_based_samplers_run(sampler):
     out = run(Curve(), sampler=sampler, runs=5, startup=2)
