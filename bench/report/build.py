@@ -30,11 +30,13 @@ class SuiteInfo:
         name: the suite's name.
         text: the suite file's text (shown in the report), or a description.
         planned: the run ids of the suite's plan, to count runs not in the store yet.
+        ref: how the user named it (a shipped suite's name or a file path), for commands.
     """
 
     name: str
     text: str
     planned: frozenset[str] = field(default_factory=frozenset)
+    ref: str = ""
 
 
 @dataclass
@@ -165,8 +167,8 @@ def _overhead_section(report: Report, frame: pd.DataFrame) -> None:
 
 def _budget_section(report: Report, frame: pd.DataFrame) -> None:
     searches = frame[(frame["family"] == st.SEARCH) & (frame["status"] == "done")]
-    with_curves = searches[searches["result"].map(lambda r: bool(tables.best_so_far(r)))]
-    settings = sorted(with_curves["setting"].unique())
+    curves = [bool(tables.best_so_far(r)) for r in searches["result"]]
+    settings = sorted(set(searches.loc[curves, "setting"])) if curves else []
     if not settings:
         return
     report.add(
@@ -196,9 +198,10 @@ def _trajectory_section(report: Report, frame: pd.DataFrame) -> None:
         return
     report.add(
         "## Hyperparameter trajectories",
-        "Level-0 hyperparameters over training (mean ± sd over seeds): learned by towers and "
-        "hypergradient descent (solid), set by fixed schedules (dashed). Towers run from a grid "
-        "of initial step sizes are drawn apart, a line per initial step size α₀.",
+        "Level-0 hyperparameters over training (mean ± sd over seeds): learned or adapted "
+        "(solid: towers, hypergradient descent, learning-rate-free), or set by a schedule, by "
+        "hand or by a search's chosen trial (dashed). Towers run from a grid of initial step "
+        "sizes are drawn apart, a line per initial step size α₀.",
     )
     for path, alt in figures.trajectory_figures(traj, report.out):
         report.figure(path, alt)

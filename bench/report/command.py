@@ -94,7 +94,7 @@ def suite_results(name: str, results: list[RunResult]) -> tuple[list[RunResult],
     members += [r for r in results
                 if r.run_id not in ids and (r.config.get("options") or {}).get("parent") in ids]
     text = suite.path.read_text(encoding="utf-8") if suite.path else suite.description
-    return members, SuiteInfo(suite.name, text, frozenset(planned))
+    return members, SuiteInfo(suite.name, text, frozenset(planned), ref=name)
 
 
 def _config(result: RunResult) -> RunConfig:
@@ -112,11 +112,12 @@ def reproduce_command(store: Path, out: Path, suite: SuiteInfo | None,
     report = ["python", "-m", "bench", "report"]
     if suite is None:
         return shlex.join([*report, "--store", str(store), "--out", str(out)])
-    run = ["python", "-m", "bench", "suite", suite.name, "--store", str(store)]
+    ref = suite.ref or suite.name
+    run = ["python", "-m", "bench", "suite", ref, "--store", str(store)]
     seeds = sorted({int(r.config.get("seed", 0)) for r in results})
     if seeds:
         run += ["--seeds", ",".join(map(str, seeds))]
     if any(str(r.config.get("device", "")).startswith("cuda") for r in results):
         run += ["--gpus", "all"]
-    report += [suite.name, "--store", str(store), "--out", str(out)]
+    report += [ref, "--store", str(store), "--out", str(out)]
     return shlex.join(run) + "\n" + shlex.join(report)

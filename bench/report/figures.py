@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
-from matplotlib import transforms  # noqa: E402
+from matplotlib import ticker, transforms  # noqa: E402
 
 from bench.report import structure as st  # noqa: E402
 from bench.report.frame import done, metric_title  # noqa: E402
@@ -129,8 +129,8 @@ def overhead_figure(rows: pd.DataFrame, path: Path, memory_kind: str) -> Path:
             ax.set_xlabel("tower height (levels above the base)")
             if ax.get_legend() is not None:
                 ax.get_legend().remove()
-        for container in time_ax.containers:
-            if container.get_label() != "torch.optim":  # 1.00 by definition
+        for name, container in zip(hue_order, time_ax.containers, strict=False):
+            if name != "torch.optim":  # 1.00 by definition
                 time_ax.bar_label(container, fmt="%.2f", fontsize="x-small", padding=1)
         time_ax.axhline(1.0, color="black", lw=1, ls="--")
         time_ax.set_title(f"{base}: step time")
@@ -159,7 +159,8 @@ def budget_figure(runs: pd.DataFrame, path: Path) -> Path:
     fig, axes = plt.subplots(1, 2, figsize=(WIDTH + 3, 4.2), sharey=True)
     ok = done(runs)
     methods = sorted(ok["method"].unique())
-    palette = dict(zip(methods, sns.color_palette("tab20", n_colors=len(methods)), strict=True))
+    colors = sns.color_palette("tab10" if len(methods) <= 10 else "husl", n_colors=len(methods))
+    palette = dict(zip(methods, colors, strict=True))
     markers = "osD^v<>phP*X"
     for ax, axis, label in ((axes[0], "cost_steps", "cumulative cost (optimizer steps)"),
                             (axes[1], "cost_seconds", "cumulative cost (device-seconds)")):
@@ -169,8 +170,7 @@ def budget_figure(runs: pd.DataFrame, path: Path) -> Path:
             else:
                 _run_point(ax, group, axis, metric, palette[method], markers[i % len(markers)],
                            method)
-        ax.set_xscale("log")
-        ax.set_xlabel(label + ", log scale")
+        ax.set_xlabel(label + _log_x(ax))
     axes[0].set_ylabel("best-so-far test accuracy (%)" if metric == "error"
                        else "best-so-far test bits per character")
     axes[0].set_title("at equal optimizer steps")
@@ -196,10 +196,20 @@ def _search_curve(ax: plt.Axes, group: pd.DataFrame, axis: str, metric: str, col
     grid = np.unique([x for c in curves for x, _ in c])
     stack = np.array([_step_values(c, grid) for c in curves])
     mean = np.nanmean(stack, axis=0)
-    ax.step(grid, mean, where="post", color=color, lw=2, label=label)
+    ax.step(grid, mean, where="post", color=color, lw=2, label=label, marker=".", ms=6)
     if len(curves) > 1:
         sd = np.nanstd(stack, axis=0, ddof=1)
         ax.fill_between(grid, mean - sd, mean + sd, step="post", color=color, alpha=0.2, lw=0)
+
+
+def _log_x(ax: plt.Axes) -> str:
+    """Log x when the data span more than a factor of 8; ticks as plain numbers either way."""
+    low, high = ax.dataLim.x0, ax.dataLim.x1
+    if low > 0 and high / low > 8:
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        return ", log scale"
+    return ""
 
 
 def _step_values(points: list[tuple[float, float]], grid: np.ndarray) -> np.ndarray:
@@ -266,7 +276,7 @@ def trajectory_figures(traj: pd.DataFrame, out: Path) -> list[tuple[Path, str]]:
         learned = grids.groupby("template")["value"].transform(lambda v: v.nunique() > 1)
         grids = grids[learned.astype(bool)]
         if len(grids):
-            panels = [(f"{textwrap.fill(t, 42)}: {_symbol(n)}", g[g["name"] == n])
+            panels = [(f"{setting}, {textwrap.fill(t, 40)}: {_symbol(n)}", g[g["name"] == n])
                       for t, g in grids.groupby("template", sort=True) for n in _names(g)]
             path = out / f"trajectories-{_slug(setting)}-grid.png"
             written.append((_panels(panels, path, by_lr0=True),
@@ -298,7 +308,7 @@ def _panels(panels: list[tuple[str, pd.DataFrame]], path: Path, *, by_lr0: bool)
             if line.empty:
                 continue
             info = st.method_info(line["method"].iloc[0])
-            fixed = info.family in (st.SCHEDULE, st.TORCH, st.LRFREE)
+            fixed = info.family in (st.SCHEDULE, st.TORCH, st.SEARCH)
             sns.lineplot(data=line, x="step", y="value", ax=ax, color=colors[key],
                          label=f"α₀={key:g}" if by_lr0 else key, errorbar="sd",
                          ls="--" if fixed else "-")
@@ -315,7 +325,7 @@ def _panels(panels: list[tuple[str, pd.DataFrame]], path: Path, *, by_lr0: bool)
     fig.tight_layout()
     fig.legend([handles[k] for k in labels], labels, loc="center left", fontsize="x-small",
                bbox_to_anchor=(1.0, 0.5),
-               title="initial step size" if by_lr0 else "dashed: fixed schedule",
+               title="initial step size" if by_lr0 else "dashed: set, not learned",
                title_fontsize="x-small")
     return _save(fig, path)
 

@@ -1,9 +1,11 @@
 """What a method name says about its structure: family, base optimizer, height, initial step size.
 
 Names are identities (``bench.methods``): the report groups and labels runs by reading them.
-The family comes from the method registry (``bench.methods.families()``) when it accepts the
-name; the tower structure (levels, arguments) is read by a small bracket-aware splitter, because
-a name stored by an older code version must still be readable when the registry has moved on.
+The family comes from the method registry (``bench.methods.families()``) and a tower's levels
+from ``hypergrad.parse`` when they accept the name; otherwise (a name stored by an older code
+version, gdtuo's spellings) a small bracket-aware splitter reads it, so old results stay
+readable when the registry has moved on. The template (the name with its initial step size
+blanked) is always made from the name's own text, so it prints back as written.
 """
 
 from __future__ import annotations
@@ -164,7 +166,26 @@ def method_info(name: str) -> MethodInfo:
         rest = "".join(f"/{lv}" for lv in levels[1:]) + "".join(f"+{s}" for s in schedule)
         template = prefix + _with_dot(head, args, found[0]) + rest
     height = len(levels) - 1 if family in (TOWER, GDTUO) else 0 if family == TORCH else None
+    if family in (TOWER, GDTUO):
+        parsed = _tower_levels(main)
+        if parsed:  # the library's own reading of the spec wins over ours
+            height, base, lr0 = len(parsed) - 1, parsed[0][0], parsed[0][1]
     return MethodInfo(name, family, base, height, lr0, template)
+
+
+def _tower_levels(spec: str) -> list[tuple[str, float | None]] | None:
+    """``hypergrad.parse``'s levels as (optimizer name, step size), or ``None`` if it cannot."""
+    try:
+        import hypergrad
+
+        levels = hypergrad.parse(spec)
+    except Exception:  # an old or foreign spec (gdtuo's defaults): our reading stands
+        return None
+    out = []
+    for cls, kwargs in levels:
+        lr = kwargs.get("lr")
+        out.append((cls.__name__.lower(), float(lr) if isinstance(lr, (int, float)) else None))
+    return out
 
 
 def hyper_label(key: str) -> str:

@@ -88,7 +88,7 @@ def _row_key(info: st.MethodInfo) -> tuple:
 
 
 def learned_values(runs: pd.DataFrame) -> str:
-    """Final learned level-0 hyperparameters, mean over the runs that are results."""
+    """Final level-0 hyperparameters (learned, or chosen by a search), mean over results."""
     values: dict[str, list[float]] = {}
     for r in done(runs)["result"]:
         for key, value in r.metrics.items():
@@ -106,7 +106,10 @@ def learned_values(runs: pd.DataFrame) -> str:
 
 
 def _learns(info: st.MethodInfo) -> bool:
-    return info.family == st.HD or (info.family in (st.TOWER, st.GDTUO) and bool(info.height))
+    """Methods whose final values are worth a column: learned, adapted, or chosen by a search."""
+    if info.family in (st.TOWER, st.GDTUO):
+        return bool(info.height)
+    return info.family in (st.HD, st.LRFREE, st.SEARCH)
 
 
 def method_table(frame: pd.DataFrame) -> str:
@@ -284,7 +287,10 @@ def overhead_table(rows: pd.DataFrame, memory_kind: str) -> str:
 
 
 def budget_levels(setting_runs: pd.DataFrame) -> tuple[float, list[float]]:
-    """One run's cost in steps (median over single runs) and the levels 1×, 4×, 16×, ... in it."""
+    """One run's cost in steps (median over single runs) and the budget levels to tabulate.
+
+    Levels: 1×, 4×, 16×, ... that run's cost up to the largest cost, and each search's own cost.
+    """
     singles = done(setting_runs)
     singles = singles[(singles["family"] != st.SEARCH) & singles["cost_steps"].notna()]
     searches = setting_runs[setting_runs["family"] == st.SEARCH]
@@ -293,11 +299,13 @@ def budget_levels(setting_runs: pd.DataFrame) -> tuple[float, list[float]]:
         costs = [p["cost_steps"] for r in searches["result"] for p in best_so_far(r)]
         unit = float(min(costs)) if costs else 1.0
     top = max([unit, *setting_runs["cost_steps"].dropna().tolist()])
-    levels, level = [], unit
+    levels, level = {unit}, unit
     while level <= top * 1.01:
-        levels.append(level)
+        levels.add(level)
         level *= 4
-    return unit, levels
+    # each search's own total budget is a level too (a suite gives 1x, 4x, 16x; others need not)
+    levels |= set(done(searches).groupby("method")["cost_steps"].mean().dropna().round())
+    return unit, sorted(levels)
 
 
 def best_so_far(result: Any) -> list[dict[str, float]]:

@@ -1,0 +1,198 @@
+"""Reports from a small real store (``report_store`` in tests/conftest.py), and their parts."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.cli import main
+from bench.methods import parse_method
+from bench.record import DIVERGED, DONE, RunResult
+from bench.report import load_results, write_jsonl, write_report
+from bench.report.frame import runs_frame
+from bench.report.structure import GDTUO, HD, LRFREE, SCHEDULE, SEARCH, TORCH, TOWER, method_info
+
+# --------------------------------------------------------------------- method structure (fast)
+
+STRUCTURE = [
+    # name, family, base, height, lr0, template
+    ("adam(lr=0.001)/sgd(1e-05)", TOWER, "adam", 1, 1e-3, "adam(lr=·)/sgd(1e-05)"),
+    ("sgd(0.1)/sgd(1e-05)/sgd(1e-05)", TOWER, "sgd", 2, 0.1, "sgd(·)/sgd(1e-05)/sgd(1e-05)"),
+    ("sgd(lr=0.1)", TOWER, "sgd", 0, 0.1, "sgd(lr=·)"),
+    ("torch.sgd(lr=0.1, momentum=0.9)", TORCH, "sgd", 0, 0.1, "torch.sgd(lr=·, momentum=0.9)"),
+    ("gdtuo:adam(lr=0.001)/sgd(1e-05)", GDTUO, "adam", 1, 1e-3, "gdtuo:adam(lr=·)/sgd(1e-05)"),
+    ("sgd-hd(lr=0.01, beta=0.001)", HD, "sgd", None, 0.01, "sgd-hd(lr=·, beta=0.001)"),
+    ("sgd(lr=0.1)+cosine(warmup=0.05)", SCHEDULE, "sgd", None, 0.1,
+     "sgd(lr=·)+cosine(warmup=0.05)"),
+    ("prodigy", LRFREE, "prodigy", None, None, "prodigy"),
+    ("tpe(base=sgd, budget=4)", SEARCH, "tpe", None, None, "tpe(base=sgd, budget=4)"),
+]
+
+
+@pytest.mark.parametrize(("name", "family", "base", "height", "lr0", "template"), STRUCTURE)
+def test_method_structure(name, family, base, height, lr0, template):
+    info = method_info(name)
+    assert (info.family, info.base, info.height, info.lr0, info.template) == (
+        family, base, height, lr0, template)
+
+
+# --------------------------------------------------------------------- a report of a real store
+
+@pytest.fixture(scope="module")
+def results(report_store: Path) -> list[RunResult]:
+    return load_results(report_store)
+
+
+@pytest.fixture(scope="module")
+def report(results: list[RunResult], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("report") / "all"
+    return write_report(results, out, title="all runs", source="store", command="python -m ...")
+
+
+def _section(text: str, title: str) -> str:
+    """The markdown of the ``## title`` section, up to the next ``## ``."""
+    start = text.index(f"## {title}")
+    end = text.find("\n## ", start + 3)
+    return text[start:] if end < 0 else text[start:end]
+
+
+@pytest.mark.slow
+def test_report_has_every_section_and_figure(report: Path):
+    text = report.read_text()
+    for title in ("Runs", "Environment", "Test error by method", "Sensitivity",
+                  "Overhead per tower level", "Equal budget", "Hyperparameter trajectories"):
+        assert f"## {title}" in text
+    linked = set(re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text))
+    written = {p.name for p in report.parent.glob("*.png")}
+    assert linked == written  # every figure is shown, every link resolves
+    assert {"sensitivity.png", "overhead-mnist-mlp.png", "budget-mnist-logreg.png"} <= written
+    assert any(name.startswith("trajectories-") for name in written)
+    for name in written:  # real PNGs of a readable size
+        data = (report.parent / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n"
+        width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+        assert 500 <= width <= 2200 and 200 <= height <= 3000
+
+
+@pytest.mark.slow
+def test_counts_and_problem_runs_are_shown(report: Path, results: list[RunResult]):
+    text = report.read_text()
+    n_done = sum(r.status == DONE for r in results)
+    n_diverged = sum(r.status == DIVERGED for r in results)
+    assert n_diverged >= 1  # torch.sgd(lr=1e6)
+    assert re.search(rf"\| done\s+\| {n_done}\s+\|", text)
+    assert re.search(rf"\| diverged\s+\| {n_diverged}\s+\|", text)
+    problems = text[text.index("Runs that are not results"):text.index("## Environment")]
+    assert "torch.sgd(lr=1000000.0)" in problems or "torch.sgd(lr=1e+06)" in problems
+    # the diverged run also stays in the table of its workload, counted, never dropped
+    table = _section(text, "Test error by method")
+    assert "0 + 1 diverged" in table
+
+
+@pytest.mark.slow
+def test_paper_table_numbers_and_rerun_row(report: Path, results: list[RunResult]):
+    table = _section(report.read_text(), "Test error by method")
+    errors = [100 * r.metrics["test_error"] for r in results
+              if r.config["method"] == "torch.sgd(lr=0.1)" and r.config["workload"] ==
+              "mnist-logreg"]
+    assert len(errors) == 2
+    expected = f"{np.mean(errors):.2f} ± {np.std(errors, ddof=1):.2f}"
+    row = next(line for line in table.splitlines() if "| torch.sgd(lr=0.1) " in line)
+    assert expected in row and "| 2 " in row
+    # the re-run of the tower with its learned step size: in italics, right under its parent
+    lines = table.splitlines()
+    tower = parse_method("sgd(lr=0.1)/sgd(0.001)").name
+    parent = next(i for i, line in enumerate(lines) if f"| {tower} " in line)
+    assert "*sgd re-run with these values*" in lines[parent + 1]
+    assert "α=" in lines[parent]  # the learned final step size
+
+
+@pytest.mark.slow
+def test_sensitivity_spread_is_computed_per_height(report: Path, results: list[RunResult]):
+    section = _section(report.read_text(), "Sensitivity")
+    frame = runs_frame(results)
+    grid = frame[(frame["workload"] == "mnist-mlp") & (frame["family"] == TOWER)
+                 & (frame["height"] == 0) & (frame["status"] == DONE)
+                 & frame["parent"].isna()]  # the re-run with learned values is no grid point
+    spread = grid["score"].max() - grid["score"].min()
+    template = grid["template"].iloc[0]  # sgd(·), as the canonical name writes it
+    row = next(line for line in section.splitlines() if f"| {template} " in line)
+    assert f"| {spread:.3g} " in row
+
+
+@pytest.mark.slow
+def test_overhead_compares_with_plain_and_gdtuo(report: Path):
+    section = _section(report.read_text(), "Overhead per tower level")
+    mlp = section[section.index("### mnist-mlp"):]  # where plain, tower and gdtuo all ran
+    tower = next(line for line in mlp.splitlines() if "| hypergrad " in line and "/sgd(" in line)
+    ratios = re.findall(r"(\d+\.\d\d)×", tower)
+    assert len(ratios) >= 3  # × plain, × gdtuo, × level below
+    assert "| gdtuo " in mlp and "| torch.optim " in mlp
+
+
+@pytest.mark.slow
+def test_budget_table_and_search_matches(report: Path):
+    section = _section(report.read_text(), "Equal budget")
+    # one run's cost (30 steps), and the search's own budget (two whole runs)
+    assert "accuracy (%) at 1× (30 steps)" in section and "at 2× (60 steps)" in section
+    assert "tpe(base=sgd, budget=2)" in section
+    assert "first match" in section
+
+
+@pytest.mark.slow
+def test_sections_follow_the_data(results: list[RunResult], tmp_path: Path):
+    plain = [r for r in results if r.config["method"] == "torch.sgd(lr=0.1)"]
+    text = write_report(plain, tmp_path, title="t", source="s", command="c").read_text()
+    assert "## Test error by method" in text
+    for absent in ("## Sensitivity", "## Overhead", "## Equal budget"):
+        assert absent not in text
+    empty = write_report([], tmp_path / "empty", title="t", source="s", command="c").read_text()
+    assert "| total       | 0 " in empty
+
+
+# --------------------------------------------------------------------- the command line
+
+
+@pytest.mark.slow
+def test_cli_report_of_a_suite(report_store: Path, tmp_path: Path, capsys):
+    suite = tmp_path / "two.toml"
+    suite.write_text(
+        'description = "the plain runs"\nseeds = [0, 1]\nbudgets = [{ steps = 30 }]\n\n'
+        '[[group]]\nworkloads = ["mnist-logreg"]\nmethods = ["torch.sgd(lr=0.1)"]\n'
+    )
+    out = tmp_path / "out"
+    assert main(["report", str(suite), "--store", str(report_store), "--out", str(out)]) == 0
+    text = (out / "README.md").read_text()
+    assert "(2 runs)" in capsys.readouterr().out
+    assert "Planned by suite `two`: 2 runs; 0 not in the store yet." in text
+    assert 'methods = ["torch.sgd(lr=0.1)"]' in text  # the suite's config
+    assert f"python -m bench suite {suite} --store {report_store}" in text  # reproduces it
+    assert "mnist-mlp" not in text
+
+
+def test_cli_report_of_a_missing_store_is_one_line(tmp_path: Path, capsys):
+    code = main(["report", "--store", str(tmp_path / "nothing.sqlite")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "does not exist" in err
+    assert not (tmp_path / "nothing.sqlite").exists()  # a report never creates a store
+
+
+@pytest.mark.slow
+def test_exports_load_back(report_store: Path, results: list[RunResult], tmp_path: Path):
+    jsonl, csv = tmp_path / "r.jsonl", tmp_path / "r.csv"
+    assert main(["export", "--format", "jsonl", "--store", str(report_store), "--out",
+                 str(jsonl)]) == 0
+    assert main(["export", "--format", "csv", "--store", str(report_store), "--out",
+                 str(csv)]) == 0
+    by_id = {r.run_id: r for r in results}
+    assert {r.run_id: r for r in load_results(jsonl)} == by_id  # complete, curves included
+    for flat in load_results(csv):  # final numbers, no curves
+        full = by_id[flat.run_id]
+        assert (flat.status, flat.config["method"], flat.config["seed"]) == (
+            full.status, full.config["method"], full.config["seed"])
+        assert flat.metrics.get("test_error") == pytest.approx(full.metrics.get("test_error"))
+    again = write_jsonl(load_results(jsonl), tmp_path / "again.jsonl")
+    assert again.read_text() == jsonl.read_text()  # stable order and keys: diffs stay small
