@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -138,3 +140,22 @@ def test_missing_data_is_one_line_in_a_fresh_process(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
     assert "train-images" in proc.stderr  # it names the missing files
+
+
+@pytest.mark.slow
+def test_ctrl_c_records_the_run_as_interrupted_and_exits_130(tmp_path, bench_data_dir):
+    store_path = tmp_path / "r.sqlite"
+    env = dict(os.environ, BENCH_DATA_DIR=str(bench_data_dir), OMP_NUM_THREADS="1")
+    argv = [*RUN, "--steps", "100000", "--store", str(store_path)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench", *argv], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True
+    )
+    assert "mnist-mlp" in proc.stderr.readline()  # the header: training starts
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    with Store(store_path) as store:
+        (row,) = store.results()
+        assert row.status == "interrupted" and not store.has(row.run_id)
