@@ -4,7 +4,8 @@ Modules, in the order data flows through them: ``load`` (a store or an exported 
 records), ``structure`` (what a method name says: family, base optimizer, height, initial step
 size), ``frame`` (a table of runs), ``tables`` and ``figures`` (one function per section),
 ``build`` (which sections the data supports; ``write_report``), ``command`` (the ``report``
-subcommand; ``make_report``, which ``bench suite`` calls when it ends).
+subcommand, ``make_report``, and ``write_suite_report``, which ``bench suite`` calls when it
+ends).
 
 The public names below load lazily, so reading results (``bench compare``) does not import
 matplotlib.
@@ -19,6 +20,7 @@ _PUBLIC = {
     "SuiteInfo": "bench.report.build",
     "write_report": "bench.report.build",
     "make_report": "bench.report.command",
+    "write_suite_report": "bench.report.command",
     "add_arguments": "bench.report.command",
     "run_cli": "bench.report.command",
     "load_results": "bench.report.load",

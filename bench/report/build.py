@@ -29,13 +29,15 @@ class SuiteInfo:
     Attributes:
         name: the suite's name.
         text: the suite file's text (shown in the report), or a description.
-        planned: the run ids of the suite's plan, to count runs not in the store yet.
+        planned: the number of runs its plan holds.
+        pending: how many of them are not in the store yet.
         ref: how the user named it (a shipped suite's name or a file path), for commands.
     """
 
     name: str
     text: str
-    planned: frozenset[str] = field(default_factory=frozenset)
+    planned: int = 0
+    pending: int = 0
     ref: str = ""
 
 
@@ -103,9 +105,8 @@ def _header(report: Report, frame: pd.DataFrame, title: str, source: str, comman
         "## Runs\n\n" + tables.status_counts(frame),
     )
     if suite is not None and suite.planned:
-        missing = len(suite.planned - set(frame["run_id"]))
-        report.add(f"Planned by suite `{suite.name}`: {len(suite.planned)} runs; "
-                   f"{missing} not in the store yet.")
+        report.add(f"Planned by suite `{suite.name}`: {suite.planned} runs; "
+                   f"{suite.pending} not in the store yet.")
     problems = tables.problem_runs(frame)
     if problems:
         report.add("Runs that are not results (failed, diverged, interrupted):\n\n" + problems)

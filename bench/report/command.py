@@ -11,11 +11,13 @@ import argparse
 import dataclasses
 import shlex
 from pathlib import Path
+from typing import Any
 
 from bench.config import RunConfig, device_kind
 from bench.record import RunResult
 from bench.report.build import SuiteInfo, write_report
 from bench.report.load import load_results
+from bench.suite import LEARNED_FROM
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,57 +46,96 @@ def make_report(
     *,
     title: str | None = None,
 ) -> tuple[Path, int]:
-    """Write the report of ``suite`` (or of everything) in ``store``; what ``bench suite`` calls.
+    """Write the report of ``suite`` (or of everything) in ``store``.
 
     Args:
         suite: a suite name or path, or ``None`` for every run in the store.
-        store: a store or export file; default ``$BENCH_STORE`` or ``results/bench.sqlite``.
+        store: a store (path or database URL) or an export file; default ``$BENCH_STORE`` or
+            ``results/bench.sqlite``.
         out: the report folder; default ``reports/SUITE`` (or the store's file name).
         title: the report's title.
 
     Returns:
         The markdown file written, and the number of runs it covers.
     """
-    from bench.store import default_path
+    from bench.store import default_location
 
-    store = Path(store) if store else default_path()
-    results = load_results(store)
+    location = str(store) if store else default_location()
+    results = load_results(location)
     info = None
     if suite:
-        results, info = suite_results(str(suite), results)
-    name = info.name if info else store.stem
+        from bench.suite import load_suite
+
+        results, info = suite_results(load_suite(suite, validate=False), results, ref=str(suite))
+    return _write(results, info, location, out, title), len(results)
+
+
+def write_suite_report(suite: Any, store: Any, *, plan: list[RunConfig] | None = None,
+                       out: str | Path | None = None) -> Path:
+    """The report ``bench suite`` writes when it ends: ``reports/SUITE/README.md``.
+
+    Args:
+        suite: the loaded ``bench.suite.Suite``.
+        store: the open store the suite wrote to (anything with ``results()``).
+        plan: the plan that ran (its seeds and device), to count what is not stored yet.
+        out: the report folder (default ``reports/SUITE``).
+    """
+    results, info = suite_results(suite, list(store.results()), plan=plan)
+    return _write(results, info, _store_label(store), out, None)
+
+
+def _write(results: list[RunResult], info: SuiteInfo | None, location: str,
+           out: str | Path | None, title: str | None) -> Path:
+    name = info.name if info else Path(location).stem
     out = Path(out) if out else Path("reports") / name
-    title = title or (f"Suite `{name}`" if info else f"Results in `{store}`")
-    command = reproduce_command(store, out, info, results)
-    path = write_report(results, out, title=title, source=str(store), command=command, suite=info)
-    return path, len(results)
+    title = title or (f"Suite `{name}`" if info else f"Results in `{location}`")
+    command = reproduce_command(location, out, info, results)
+    return write_report(results, out, title=title, source=location, command=command, suite=info)
 
 
-def suite_results(name: str, results: list[RunResult]) -> tuple[list[RunResult], SuiteInfo]:
-    """The results that belong to suite ``name``, and what the report says about the suite.
+def _store_label(store: Any) -> str:
+    """A store's path, or its URL with the password hidden."""
+    if getattr(store, "path", None) is not None:
+        return str(store.path)
+    from bench.sqlstore import safe_url
+
+    return safe_url(str(getattr(store, "url", "database")))
+
+
+def suite_results(suite: Any, results: list[RunResult], *, ref: str | None = None,
+                  plan: list[RunConfig] | None = None) -> tuple[list[RunResult], SuiteInfo]:
+    """The results that belong to ``suite``, and what the report says about the suite.
 
     A result belongs to the suite when its config equals a planned one up to seed and device
-    (so ``--seeds`` and ``--gpus`` variants count), or when it re-runs such a result (its
-    ``parent`` option).
-    """
-    from bench.suite import load_suite
+    (so ``--seeds`` and ``--gpus`` variants count), or when it re-runs such a result with its
+    learned values (its ``parent`` option).
 
-    suite = load_suite(name, validate=False)
-    variants = {(device_kind(str(r.config.get("device", "cpu"))),
-                 int((r.config.get("options") or {}).get("jobs_per_gpu", 1)))
-                for r in results} or {("cpu", 1)}
-    planned: set[str] = set()
-    shapes: set[str] = set()
-    for device, jobs in sorted(variants):
-        for config in suite.plan(device=device, jobs_per_gpu=jobs):
-            planned.add(config.run_id)
-            shapes.add(_shape(config))
+    Args:
+        suite: a loaded ``bench.suite.Suite``.
+        results: every result of the store.
+        ref: how the user named the suite (for the command that reproduces the report).
+        plan: the plan that ran; default the suite's plan on each device kind in ``results``.
+    """
+    if plan is None:
+        variants = {(device_kind(str(r.config.get("device", "cpu"))),
+                     int((r.config.get("options") or {}).get("jobs_per_gpu", 1)))
+                    for r in results} or {("cpu", 1)}
+        plan = [c for device, jobs in sorted(variants)
+                for c in suite.plan(device=device, jobs_per_gpu=jobs)]
+    shapes = {_shape(c) for c in plan}
     members = [r for r in results if _shape(_config(r)) in shapes]
     ids = {r.run_id for r in members}
     members += [r for r in results
                 if r.run_id not in ids and (r.config.get("options") or {}).get("parent") in ids]
+    # A planned re-run is stored under the id it gets once its parent's values are known.
+    stored = {r.run_id for r in results} | {
+        f"parent:{(r.config.get('options') or {}).get('parent')}" for r in members}
+    tokens = {f"parent:{c.option(LEARNED_FROM)}" if c.option(LEARNED_FROM) else c.run_id
+              for c in plan}
     text = suite.path.read_text(encoding="utf-8") if suite.path else suite.description
-    return members, SuiteInfo(suite.name, text, frozenset(planned), ref=name)
+    info = SuiteInfo(suite.name, text, planned=len(tokens), pending=len(tokens - stored),
+                     ref=ref or suite.name)
+    return members, info
 
 
 def _config(result: RunResult) -> RunConfig:
@@ -106,13 +147,13 @@ def _shape(config: RunConfig) -> str:
     return dataclasses.replace(config, seed=0, device="cpu").run_id
 
 
-def reproduce_command(store: Path, out: Path, suite: SuiteInfo | None,
+def reproduce_command(store: str, out: Path, suite: SuiteInfo | None,
                       results: list[RunResult]) -> str:
     """The commands that make these results and this report again."""
     report = ["python", "-m", "bench", "report"]
     if suite is None:
         return shlex.join([*report, "--store", str(store), "--out", str(out)])
-    ref = suite.ref or suite.name
+    ref = suite.ref
     run = ["python", "-m", "bench", "suite", ref, "--store", str(store)]
     seeds = sorted({int(r.config.get("seed", 0)) for r in results})
     if seeds:

@@ -33,11 +33,13 @@ _TOP_KEYS = ("run_id", "status", "error", "diverged_step")
 
 
 def load_results(source: str | Path) -> list[RunResult]:
-    """Every run record in ``source``: a store (SQLite) or an exported results file.
+    """Every run record in ``source``: a store (SQLite file or database URL) or an export.
 
     Raises:
         UserError: the file is missing, or is neither a store nor a known export format.
     """
+    if _is_url(source):
+        return read_store(source)
     path = Path(source)
     if not path.is_file():
         raise UserError(
@@ -58,15 +60,22 @@ def load_results(source: str | Path) -> list[RunResult]:
     return read_store(path)
 
 
-def read_store(path: str | Path) -> list[RunResult]:
-    """Every record of the SQLite store at ``path`` (which must exist: it is not created)."""
-    from bench.store import Store  # imported here: reading an export needs no store module
+def read_store(location: str | Path) -> list[RunResult]:
+    """Every record of a store: a SQLite file (which must exist: it is not created) or a URL."""
+    from bench.store import open_store, store_exists  # reading an export needs no store
 
-    store = Store(path)
+    if not store_exists(location):
+        raise UserError(f"no results store at {str(location)!r}; run a suite or give an export")
+    store = open_store(location)
     try:
         return list(store.results())
     finally:
         store.close()
+
+
+def _is_url(source: str | Path) -> bool:
+    """A database URL (``sqlite:///...``, ``postgresql+psycopg://...``) rather than a file."""
+    return isinstance(source, str) and "://" in source
 
 
 def write_jsonl(results: Iterable[RunResult], path: str | Path, *, curves: bool = True) -> Path:

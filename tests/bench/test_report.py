@@ -173,6 +173,30 @@ def test_cli_report_of_a_suite(report_store: Path, tmp_path: Path, capsys):
     assert "mnist-mlp" not in text
 
 
+@pytest.mark.slow
+def test_the_suite_command_writes_its_report(report_store: Path, tmp_path: Path, monkeypatch,
+                                             capsys):
+    from bench.scheduler import write_report as suite_hook
+    from bench.store import Store
+    from bench.suite import load_suite
+
+    path = tmp_path / "towers.toml"
+    path.write_text(
+        'description = "a tower and its re-run"\nseeds = [0, 1]\nbudgets = [{ steps = 30 }]\n\n'
+        '[[group]]\nworkloads = ["mnist-logreg"]\nmethods = ["sgd(lr=0.1)/sgd(0.001)"]\n'
+        'rerun_learned = true\n'
+    )
+    suite = load_suite(path)
+    monkeypatch.chdir(tmp_path)
+    with Store(report_store) as store:
+        suite_hook(suite, suite.plan(), store)  # what `bench suite` does when it ends
+    assert "report: reports/towers/README.md" in capsys.readouterr().out
+    text = (tmp_path / "reports" / "towers" / "README.md").read_text()
+    # two towers and one re-run stored; the re-run of seed 1 is still to come
+    assert "Planned by suite `towers`: 4 runs; 1 not in the store yet." in text
+    assert "| total       | 3 " in text and "*sgd re-run with these values*" in text
+
+
 def test_cli_report_of_a_missing_store_is_one_line(tmp_path: Path, capsys):
     code = main(["report", "--store", str(tmp_path / "nothing.sqlite")])
     err = capsys.readouterr().err
