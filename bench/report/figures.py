@@ -53,7 +53,7 @@ def _line_label(runs: pd.DataFrame) -> str:
     info = st.method_info(runs["method"].iloc[0])
     impl = {st.TORCH: "torch", st.GDTUO: "gdtuo"}.get(info.family, "")
     head = f"height {info.height}" + (f" ({impl})" if impl else "")
-    return f"{head}: {info.template}"
+    return f"{head}: {runs['template'].iloc[0]}"
 
 
 # ---------------------------------------------------------------- sensitivity
@@ -156,7 +156,7 @@ def budget_figure(runs: pd.DataFrame, path: Path) -> Path:
     """Best-so-far test accuracy against cumulative cost: searches as curves, runs as points."""
     _theme()
     metric = runs["metric"].iloc[0]
-    fig, axes = plt.subplots(1, 2, figsize=(WIDTH + 3, 4.2), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(WIDTH + 1, 4.2), sharey=True)
     ok = done(runs)
     methods = sorted(ok["method"].unique())
     colors = sns.color_palette("tab10" if len(methods) <= 10 else "husl", n_colors=len(methods))
@@ -176,9 +176,10 @@ def budget_figure(runs: pd.DataFrame, path: Path) -> Path:
     axes[0].set_title("at equal optimizer steps")
     axes[1].set_title("at equal device time")
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="x-small",
-               title="searches: mean over seeds; runs: mean ± sd", title_fontsize="x-small")
     fig.tight_layout()
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2,
+               fontsize="small", title="searches: mean over seeds (band: sd); runs: mean ± sd",
+               title_fontsize="small", frameon=False)
     return _save(fig, path)
 
 
@@ -235,7 +236,8 @@ def _run_point(ax: plt.Axes, group: pd.DataFrame, axis: str, metric: str, color:
 
 
 def trajectory_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """Level-0 hyperparameter trajectories as rows (setting, method, seed, name, step, value).
+    """Level-0 hyperparameter trajectories as rows (setting, method, template, lr0, seed, name,
+    step, value).
 
     Per-tensor or per-group values (``0.lr[3]``) are summarised by their median at each step.
     """
@@ -245,14 +247,13 @@ def trajectory_frame(frame: pd.DataFrame) -> pd.DataFrame:
             if not key.startswith("0.") or len(points) < 2:
                 continue
             name = key.partition("[")[0].removeprefix("0.")
-            rows.extend((r.setting, r.method, r.seed, name, key, float(s), float(v))
-                        for s, v in points)
-    cols = ["setting", "method", "seed", "name", "key", "step", "value"]
-    traj = pd.DataFrame(rows, columns=cols)
+            rows.extend((r.setting, r.method, r.template, r.lr0, r.seed, name, float(s),
+                         float(v)) for s, v in points)
+    keys = ["setting", "method", "template", "lr0", "seed", "name", "step"]
+    traj = pd.DataFrame(rows, columns=[*keys, "value"])
     if traj.empty:
         return traj
-    traj = traj.groupby(["setting", "method", "seed", "name", "step"], as_index=False)["value"]
-    return traj.median()
+    return traj.groupby(keys, as_index=False, dropna=False)["value"].median()
 
 
 def trajectory_figures(traj: pd.DataFrame, out: Path) -> list[tuple[Path, str]]:
@@ -287,8 +288,6 @@ def trajectory_figures(traj: pd.DataFrame, out: Path) -> list[tuple[Path, str]]:
 def _with_groups(traj: pd.DataFrame) -> pd.DataFrame:
     """Mark the towers run from at least three initial step sizes (``grid``)."""
     traj = traj.copy()
-    traj["template"] = traj["method"].map(lambda m: st.method_info(m).template)
-    traj["lr0"] = traj["method"].map(lambda m: st.method_info(m).lr0)
     counts = traj.groupby(["setting", "template"])["method"].transform("nunique")
     traj["grid"] = (counts >= 3) & traj["lr0"].notna()
     return traj

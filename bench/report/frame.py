@@ -34,7 +34,24 @@ def runs_frame(results: Iterable[RunResult]) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
     if frame["device"].nunique() > 1:
         frame["setting"] = frame["workload"] + " (" + frame["device"] + ")"
+    frame["template"] = _templates(frame)
     return frame.sort_values(["setting", "method", "seed"], kind="stable").reset_index(drop=True)
+
+
+def _templates(frame: pd.DataFrame, points: int = 3) -> pd.Series:
+    """Each run's template: the level-0 one, unless only the tied one forms a grid.
+
+    ``sgd(0.1)/sgd(0.01)`` in a grid over the level-0 step size keeps ``sgd(·)/sgd(0.01)``; in a
+    grid where every level starts at the same step size it becomes ``sgd(·)/sgd(·)``.
+    """
+    if frame.empty:
+        return frame["template"]
+    tied = frame["method"].map(lambda m: method_info(m).tied_template)
+    lr0 = frame["lr0"]
+    per_template = lr0.groupby([frame["setting"], frame["template"]]).transform("nunique")
+    per_tied = lr0.groupby([frame["setting"], tied]).transform("nunique")
+    use_tied = (per_template < points) & (per_tied >= points)
+    return frame["template"].where(~use_tied, tied)
 
 
 def _row(r: RunResult) -> dict[str, Any]:

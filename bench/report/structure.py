@@ -57,6 +57,9 @@ class MethodInfo:
         lr0: the initial level-0 step size written in the name, else ``None``.
         template: the name with the level-0 step size replaced by ``·``: runs that differ only in
             their initial step size share a template (one line of a sensitivity plot).
+        tied_template: the name with every level's step size that equals the initial one
+            replaced by ``·``: the template of a grid whose levels all start at the same step
+            size (``adam(1e-3)/adam(1e-3)``, as the paper's sensitivity study runs them).
     """
 
     name: str
@@ -65,6 +68,7 @@ class MethodInfo:
     height: int | None
     lr0: float | None
     template: str
+    tied_template: str = ""
 
     @property
     def is_tower_like(self) -> bool:
@@ -161,16 +165,25 @@ def method_info(name: str) -> MethodInfo:
     base = head.removesuffix("-hd") if family == HD else head
     found = _step_size(args) if family not in (SEARCH, LRFREE) else None
     lr0 = found[1] if found else None
-    template = name
+    template = tied = name
     if found:
-        rest = "".join(f"/{lv}" for lv in levels[1:]) + "".join(f"+{s}" for s in schedule)
-        template = prefix + _with_dot(head, args, found[0]) + rest
+        tail = "".join(f"+{s}" for s in schedule)
+        first = prefix + _with_dot(head, args, found[0])
+        template = first + "".join(f"/{lv}" for lv in levels[1:]) + tail
+        tied = first + "".join(f"/{_tied(lv, found[1])}" for lv in levels[1:]) + tail
     height = len(levels) - 1 if family in (TOWER, GDTUO) else 0 if family == TORCH else None
     if family in (TOWER, GDTUO):
         parsed = _tower_levels(main)
         if parsed:  # the library's own reading of the spec wins over ours
             height, base, lr0 = len(parsed) - 1, parsed[0][0], parsed[0][1]
-    return MethodInfo(name, family, base, height, lr0, template)
+    return MethodInfo(name, family, base, height, lr0, template, tied)
+
+
+def _tied(level: str, lr0: float) -> str:
+    """A level with its step size written ``·`` when it equals the initial step size ``lr0``."""
+    head, args = split_call(level)
+    found = _step_size(args)
+    return _with_dot(head, args, found[0]) if found and found[1] == lr0 else level
 
 
 def _tower_levels(spec: str) -> list[tuple[str, float | None]] | None:

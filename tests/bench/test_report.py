@@ -39,6 +39,22 @@ def test_method_structure(name, family, base, height, lr0, template):
         family, base, height, lr0, template)
 
 
+def _record(method: str, error: float = 0.1) -> RunResult:
+    config = {"workload": "w", "method": method, "seed": 0, "budget": {"steps": 10},
+              "device": "cpu", "options": {}}
+    return RunResult(method, config, DONE, metrics={"test_error": error})
+
+
+def test_grid_templates_follow_what_varies():
+    # the paper's sensitivity study: every level starts at the same step size
+    tied = [_record(f"adam({lr})/adam({lr})") for lr in ("1e-3", "1e-2", "1e-1")]
+    # a grid over the level-0 step size only, one point of which equals the level above's
+    level0 = [_record(f"sgd({lr})/sgd(0.01)") for lr in ("0.001", "0.01", "0.1")]
+    frame = runs_frame(tied + level0).set_index("method")["template"]
+    assert set(frame[[r.config["method"] for r in tied]]) == {"adam(·)/adam(·)"}
+    assert set(frame[[r.config["method"] for r in level0]]) == {"sgd(·)/sgd(0.01)"}
+
+
 # --------------------------------------------------------------------- a report of a real store
 
 @pytest.fixture(scope="module")
