@@ -1,10 +1,12 @@
 """``python -m bench compare BASELINE CANDIDATE [--fail-on ...]``: two result sets, one verdict.
 
 Runs are matched by config (workload, method, budget, device kind and options, then seed),
-never by run id (which changes with the code version) nor by device index. Per config the
-metrics are averaged over the seeds present and ``done`` on both sides, then compared against
-the thresholds. A run ``done`` in the baseline but failed, diverged or interrupted in the
-candidate is a regression whatever the thresholds. Runs present on one side only are listed.
+never by run id (which changes with the code version) nor by device index; method names are
+compared in today's canonical spelling, so a baseline written by older code still matches.
+Per config the metrics are averaged over the seeds present and ``done`` on both sides, then
+compared against the thresholds. A run ``done`` in the baseline but failed, diverged or
+interrupted in the candidate is a regression whatever the thresholds. Runs present on one side
+only are listed.
 
 Exit codes: 0 no threshold crossed, 1 a regression, 2 bad input (a missing or unreadable
 file, a malformed ``--fail-on``, nothing in common between the two sets).
@@ -24,6 +26,7 @@ from bench.config import device_kind
 from bench.errors import UserError
 from bench.record import DONE, RunResult
 from bench.report.load import load_results
+from bench.report.structure import canonical_method
 
 DEFAULT_FAIL_ON = "error:+0.5pp,step_time:+20%,memory:+10%"
 # Options that say how a run was scheduled, not what it computes: not part of the match.
@@ -140,7 +143,7 @@ def config_key(result: RunResult) -> tuple[str, ...]:
     budget = {k: v for k, v in (c.get("budget") or {}).items() if v is not None}
     return (
         str(c.get("workload")),
-        str(c.get("method")),
+        canonical_method(str(c.get("method"))),
         json.dumps(budget, sort_keys=True),
         device_kind(str(c.get("device", "cpu"))),
         json.dumps(options, sort_keys=True, default=str),

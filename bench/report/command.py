@@ -17,6 +17,7 @@ from bench.config import RunConfig, device_kind
 from bench.record import RunResult
 from bench.report.build import SuiteInfo, write_report
 from bench.report.load import load_results
+from bench.report.structure import canonical_method
 from bench.suite import LEARNED_FROM
 
 
@@ -66,7 +67,7 @@ def make_report(
     if suite:
         from bench.suite import load_suite
 
-        results, info = suite_results(load_suite(suite, validate=False), results, ref=str(suite))
+        results, info = suite_results(load_suite(suite), results, ref=str(suite))
     return _write(results, info, location, out, title), len(results)
 
 
@@ -107,8 +108,8 @@ def suite_results(suite: Any, results: list[RunResult], *, ref: str | None = Non
     """The results that belong to ``suite``, and what the report says about the suite.
 
     A result belongs to the suite when its config equals a planned one up to seed and device
-    (so ``--seeds`` and ``--gpus`` variants count), or when it re-runs such a result with its
-    learned values (its ``parent`` option).
+    (so ``--seeds`` and ``--gpus`` variants count; method names compared in today's canonical
+    spelling), or when it re-runs such a result with its learned values (its ``parent`` option).
 
     Args:
         suite: a loaded ``bench.suite.Suite``.
@@ -139,7 +140,8 @@ def suite_results(suite: Any, results: list[RunResult], *, ref: str | None = Non
 
 
 def _config(result: RunResult) -> RunConfig:
-    return RunConfig.from_dict(result.config)
+    config = RunConfig.from_dict(result.config)
+    return dataclasses.replace(config, method=canonical_method(config.method))
 
 
 def _shape(config: RunConfig) -> str:

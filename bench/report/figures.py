@@ -158,19 +158,17 @@ def budget_figure(runs: pd.DataFrame, path: Path) -> Path:
     metric = runs["metric"].iloc[0]
     fig, axes = plt.subplots(1, 2, figsize=(WIDTH + 1, 4.2), sharey=True)
     ok = done(runs)
-    methods = sorted(ok["method"].unique())
-    colors = sns.color_palette("tab10" if len(methods) <= 10 else "husl", n_colors=len(methods))
-    palette = dict(zip(methods, colors, strict=True))
-    markers = "osD^v<>phP*X"
+    styles = _family_styles(sorted(ok["method"].unique(), key=_family_order))
     for ax, axis, label in ((axes[0], "cost_steps", "cumulative cost (optimizer steps)"),
                             (axes[1], "cost_seconds", "cumulative cost (device-seconds)")):
-        for i, (method, group) in enumerate(ok.groupby("method", sort=True)):
+        for method, (color, marker) in styles.items():
+            group = ok[ok["method"] == method]
             if st.method_info(method).family == st.SEARCH:
-                _search_curve(ax, group, axis, metric, palette[method], method)
+                _search_curve(ax, group, axis, metric, color, method)
             else:
-                _run_point(ax, group, axis, metric, palette[method], markers[i % len(markers)],
-                           method)
+                _run_point(ax, group, axis, metric, color, marker, method)
         ax.set_xlabel(label + _log_x(ax))
+    _robust_ylim(axes[0], ok, metric)
     axes[0].set_ylabel("best-so-far test accuracy (%)" if metric == "error"
                        else "best-so-far test bits per character")
     axes[0].set_title("at equal optimizer steps")
@@ -181,6 +179,61 @@ def budget_figure(runs: pd.DataFrame, path: Path) -> Path:
                fontsize="small", title="searches: mean over seeds (band: sd); runs: mean ± sd",
                title_fontsize="small", frameon=False)
     return _save(fig, path)
+
+
+# A family's runs share a palette and a marker: the family reads at a glance, shades tell apart.
+_FAMILY_STYLES = {st.TOWER: ("Blues", "o"), st.GDTUO: ("Reds", "X"), st.TORCH: ("Greys", "s"),
+                  st.HD: ("Greens", "D"), st.SCHEDULE: ("Oranges", "^"),
+                  st.LRFREE: ("Purples", "v"), st.OTHER: ("Greys", "P")}
+
+
+def _family_order(method: str) -> tuple:
+    info = st.method_info(method)
+    return (list(_FAMILY_STYLES).index(info.family) if info.family in _FAMILY_STYLES else -1,
+            method)
+
+
+def _family_styles(methods: list[str]) -> dict[str, tuple[tuple, str]]:
+    """(color, marker) per method: searches in distinct colors, other families in shades."""
+    by_family: dict[str, list[str]] = {}
+    for m in methods:
+        by_family.setdefault(st.method_info(m).family, []).append(m)
+    styles = {}
+    for family, members in by_family.items():
+        if family == st.SEARCH:
+            colors = sns.color_palette("tab10", len(members))
+            marker = "."
+        else:
+            palette, marker = _FAMILY_STYLES.get(family, _FAMILY_STYLES[st.OTHER])
+            colors = sns.color_palette(palette, len(members) + 2)[2:]  # the light end is unreadable
+        styles |= {m: (c, marker) for m, c in zip(members, colors, strict=True)}
+    return styles
+
+
+def _robust_ylim(ax: plt.Axes, ok: pd.DataFrame, metric: str) -> None:
+    """Keep the axis on where the methods compete: a run far below the rest is named, not drawn.
+
+    Accuracy only (higher is better): the bottom is at the lowest search value or the 10th
+    percentile of the single runs, whichever is lower; runs under it are listed in the corner.
+    """
+    if metric != "error":
+        return
+    singles = ok[ok["family"] != st.SEARCH].groupby("method")["score"].mean().dropna()
+    searches = [score_of(p, metric) for r in ok[ok["family"] == st.SEARCH]["result"]
+                for p in best_so_far(r)]
+    values = [100.0 - v for v in singles] + [v for v in searches if v is not None]
+    if len(singles) < 5 or not values:
+        return
+    floor = min([np.percentile(100.0 - singles, 10)] + [v for v in searches if v is not None])
+    top = max(values)
+    below = {m: 100.0 - v for m, v in singles.items() if 100.0 - v < floor}
+    if not below:
+        return
+    margin = 0.08 * max(top - floor, 1e-6)
+    ax.set_ylim(floor - margin, top + margin)
+    text = "below the axis: " + "; ".join(f"{m} ({v:.1f}%)" for m, v in below.items())
+    ax.text(0.01, 0.01, textwrap.fill(text, 60), transform=ax.transAxes, fontsize="x-small",
+            va="bottom", color="dimgray")
 
 
 def _search_curve(ax: plt.Axes, group: pd.DataFrame, axis: str, metric: str, color: tuple,
@@ -259,9 +312,10 @@ def trajectory_frame(frame: pd.DataFrame) -> pd.DataFrame:
 def trajectory_figures(traj: pd.DataFrame, out: Path) -> list[tuple[Path, str]]:
     """Learned step size (and momentum, β's) over training, against fixed schedules.
 
-    Per setting, up to two figures: the methods run once (a panel per hyperparameter, a line per
-    method, fixed schedules dashed), and the towers run from a grid of initial step sizes (a
-    panel per tower and hyperparameter, a line per initial step size α₀, colored by it).
+    Per setting, up to two figures: the other methods (a panel per hyperparameter, split by
+    family when it holds more than ``MAX_LINES`` lines; schedules dashed in every step-size
+    panel; methods whose values never change are left out), and the towers run from a grid of
+    initial step sizes (a panel per tower and hyperparameter, a line per initial step size α₀).
     Returns (file, description) pairs.
     """
     _theme()
@@ -269,11 +323,10 @@ def trajectory_figures(traj: pd.DataFrame, out: Path) -> list[tuple[Path, str]]:
     written = []
     for setting, sub in traj.groupby("setting", sort=True):
         singles, grids = sub[~sub["grid"]], sub[sub["grid"]]
-        if len(singles):
-            panels = [(f"{setting}: {_symbol(n)}", singles[singles["name"] == n])
-                      for n in _names(singles)]
+        panels = _single_panels(setting, singles[_varies(singles)])
+        if panels:
             path = out / f"trajectories-{_slug(setting)}.png"
-            written.append((_panels(panels, path, by_lr0=False), f"trajectories, {setting}"))
+            written.append((_method_panels(panels, path), f"trajectories, {setting}"))
         learned = grids.groupby("template")["value"].transform(lambda v: v.nunique() > 1)
         grids = grids[learned.astype(bool)]
         if len(grids):
@@ -283,6 +336,74 @@ def trajectory_figures(traj: pd.DataFrame, out: Path) -> list[tuple[Path, str]]:
             written.append((_panels(panels, path, by_lr0=True),
                             f"trajectories from a grid of initial step sizes, {setting}"))
     return written
+
+
+MAX_LINES = 7
+# Families drawn together in a panel; schedules are drawn in every step-size panel.
+_PANEL_GROUPS = {st.TOWER: "towers", st.GDTUO: "towers", st.HD: "hypergradient descent",
+                 st.LRFREE: "learning-rate-free"}
+
+
+def _varies(traj: pd.DataFrame) -> pd.Series:
+    """Rows of (method, hyperparameter) series that change during training."""
+    spread = traj.groupby(["method", "name"])["value"].transform(lambda v: v.max() - v.min())
+    scale = traj.groupby(["method", "name"])["value"].transform(lambda v: v.abs().max())
+    return spread > 1e-9 * scale
+
+
+def _single_panels(setting: str, traj: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """(title, lines) per panel: a hyperparameter, split by family when it has many lines."""
+    family = traj["method"].map(lambda m: st.method_info(m).family)
+    schedules = traj[family == st.SCHEDULE]
+    learned = traj[family != st.SCHEDULE]
+    groups = learned["method"].map(lambda m: _PANEL_GROUPS.get(st.method_info(m).family, "other"))
+    panels = []
+    for name in _names(traj):
+        lines, reference = learned[learned["name"] == name], schedules[schedules["name"] == name]
+        title = f"{setting}: {_symbol(name)}"
+        if lines["method"].nunique() <= MAX_LINES:
+            parts = [(title, lines)] if len(lines) or len(reference) else []
+        else:
+            parts = [(f"{title}, {g}", lines[groups[lines.index] == g])
+                     for g in sorted(set(groups[lines.index]))]
+        panels += [(t, pd.concat([part, reference])) for t, part in parts]
+    return panels
+
+
+def _method_panels(panels: list[tuple[str, pd.DataFrame]], path: Path) -> Path:
+    """Panels in rows of three, each with its own legend below it (schedules dashed)."""
+    ncols = min(3, len(panels))
+    entries = max(d["method"].nunique() for _, d in panels)
+    fig, axes = _grid(len(panels), ncols, 3.0 + 0.2 * entries, width=min(WIDTH + 2, 4 * ncols))
+    for ax, (title, data) in zip(axes, panels, strict=True):
+        methods = sorted(data["method"].unique(), key=_method_order)
+        colors = iter(sns.color_palette("tab10", 10) * 3)
+        greys = iter(["#222222", "#777777", "#aaaaaa"] * 5)
+        for method in methods:
+            fixed = st.method_info(method).family == st.SCHEDULE
+            sns.lineplot(data=data[data["method"] == method], x="step", y="value", ax=ax,
+                         color=next(greys) if fixed else next(colors), label=method,
+                         errorbar="sd", ls="--" if fixed else "-")
+        _scale(ax, data["value"])
+        _learned_in_view(ax, data)
+        ax.set_title(title, fontsize="small")
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel(_symbol(data["name"].iloc[0]))
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize="x-small",
+                  frameon=False)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _learned_in_view(ax: plt.Axes, data: pd.DataFrame) -> None:
+    """On a log axis, a schedule annealing towards 0 must not squash the learned lines."""
+    if ax.get_yscale() != "log":
+        return
+    family = data["method"].map(lambda m: st.method_info(m).family)
+    learned = data.loc[(family != st.SCHEDULE) & (data["value"] > 0), "value"]
+    if len(learned):
+        low = max(learned.min() / 5, data.loc[data["value"] > 0, "value"].min())
+        ax.set_ylim(bottom=low)
 
 
 def _with_groups(traj: pd.DataFrame) -> pd.DataFrame:
@@ -350,10 +471,12 @@ def _method_order(method: str) -> tuple:
 
 
 def _scale(ax: plt.Axes, values: pd.Series) -> None:
-    """Log y when positive values span more than a decade (step sizes do).
+    """Log y when positive values span more than a decade (step sizes do); plain tick labels.
 
     A schedule that ends at exactly 0 (cosine) does not prevent it: its last point is clipped.
     """
     v = values[values > 0]
     if len(v) and len(v) >= 0.95 * len(values) and v.max() / v.min() > 10:
         ax.set_yscale("log")
+    else:  # β2 moving in its sixth digit: show the digits, not an offset
+        ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda y, _: f"{y:.7g}"))

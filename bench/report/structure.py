@@ -76,6 +76,21 @@ class MethodInfo:
         return self.family in (TOWER, TORCH, GDTUO)
 
 
+@functools.lru_cache(maxsize=4096)
+def canonical_method(name: str) -> str:
+    """The name as today's registry prints it, or as given if it no longer parses.
+
+    Canonical spellings can change between code versions (``sgd(0.0001)`` -> ``sgd(1e-4)``):
+    matching a stored run with a plan or with another result set goes through this.
+    """
+    try:
+        from bench.methods import parse_method
+
+        return parse_method(name).name
+    except Exception:  # an old or unknown name stays itself: it still matches its own kind
+        return name
+
+
 def split_top(text: str, sep: str) -> list[str]:
     """Split ``text`` at ``sep`` outside brackets: ``a(1,2)/b`` -> ``["a(1,2)", "b"]`` on ``/``."""
     parts, depth, start = [], 0, 0

@@ -195,9 +195,11 @@ def overhead_rows(frame: pd.DataFrame) -> pd.DataFrame:
 
     Runs that differ only in their initial step size share a row (their ``template``): the cost
     of a step does not depend on it. Columns: setting, base, family, template, height, runs,
-    step_ms, memory_mib, shared, and the references ``plain_*`` (plain torch.optim, else the
-    height-0 tower), ``gdtuo_*`` (the reference tower of the same shape), ``prev_*`` (the same
-    implementation one level lower), each for ``ms`` and ``mib``.
+    step_ms, memory_mib, shared, and the references ``plain_*`` (plain torch.optim with the same
+    level-0 arguments, such as momentum, else the group's first; without torch.optim the height-0
+    tower), ``gdtuo_*`` (the reference tower of the same shape), ``prev_*`` (the same
+    implementation one level lower; for height 1, the plain optimizer), each for ``ms`` and
+    ``mib``.
     """
     timed = done(frame)
     timed = timed[timed["family"].isin([st.TOWER, st.TORCH, st.GDTUO, st.HD])]
@@ -221,20 +223,48 @@ def overhead_rows(frame: pd.DataFrame) -> pd.DataFrame:
 def _references(group: pd.DataFrame) -> pd.DataFrame:
     """Fill the reference columns of one (setting, base) group."""
     group = group.copy()
-    plain = group[group["family"] == st.TORCH]
-    if plain.empty:
-        plain = group[(group["family"] == st.TOWER) & (group["height"] == 0)]
     by_template = {t: row for t, row in zip(group["template"], group.itertuples(), strict=True)}
+    plains = [r for r in group.itertuples() if r.family == st.TORCH]
+    if not plains:
+        plains = [r for r in group.itertuples() if r.family == st.TOWER and r.height == 0]
     for col, source in (("ms", "step_ms"), ("mib", "memory_mib")):
-        group[f"plain_{col}"] = plain[source].iloc[0] if len(plain) else None
-        gdtuo, prev = [], []
+        plain, gdtuo, prev = [], [], []
         for row in group.itertuples():
+            ref = _plain_for(row, plains)
+            plain.append(getattr(ref, source) if ref else None)
             twin = _gdtuo_twin(row, group, by_template) if row.family == st.TOWER else None
             gdtuo.append(getattr(twin, source) if twin else None)
             below = _level_below(row, by_template) if row.family in (st.TOWER, st.GDTUO) else None
+            if below is None and row.family in (st.TOWER, st.GDTUO) and row.height == 1:
+                below = ref  # a height-1 tower without its top level is the plain optimizer
             prev.append(getattr(below, source) if below else None)
-        group[f"gdtuo_{col}"], group[f"prev_{col}"] = gdtuo, prev
+        group[f"plain_{col}"], group[f"gdtuo_{col}"], group[f"prev_{col}"] = plain, gdtuo, prev
     return group
+
+
+def _plain_for(row: Any, plains: list[Any]) -> Any:
+    """The plain optimizer a row compares with: the same level-0 arguments, else the first."""
+    if not plains:
+        return None
+    wanted = _settings(st.split_top(row.template, "/")[0])
+    same = [p for p in plains if _settings(p.template) == wanted]
+    return same[0] if same else plains[0]
+
+
+def _settings(level: str) -> frozenset[tuple[str, str]]:
+    """A level's arguments other than the step size and what it learns: ``momentum=0.9``."""
+    _, args = st.split_call(level.removeprefix("torch.").removeprefix("gdtuo:"))
+    out = set()
+    for arg in args:
+        key, eq, value = (part.strip() for part in arg.partition("="))
+        if not eq or key in ("lr", "learn"):
+            continue  # a positional argument is the step size (``sgd(0.1)``)
+        try:
+            value = f"{float(value):g}"
+        except ValueError:
+            pass
+        out.add((key, value))
+    return frozenset(out)
 
 
 def _gdtuo_twin(row: Any, group: pd.DataFrame, by_template: dict[str, Any]) -> Any:

@@ -10,6 +10,7 @@ import pytest
 from bench.cli import main
 from bench.compare import compare, parse_fail_on
 from bench.errors import UserError
+from bench.methods import parse_method
 from bench.record import DONE, FAILED, RunResult
 from bench.report import load_results, write_jsonl
 
@@ -94,13 +95,14 @@ def test_a_run_failing_in_the_candidate_is_a_regression(report_store: Path, base
 
 
 @pytest.mark.slow
-def test_matching_ignores_run_id_and_device_index_and_lists_missing(baseline, tmp_path: Path):
+def test_matching_ignores_ids_device_index_spelling_and_lists_missing(baseline, tmp_path: Path):
     def on(device: str, new_ids: bool) -> list[RunResult]:
         records = [copy.deepcopy(r) for r in baseline]
         for r in records:
             r.config["device"] = device
-            if new_ids:  # a new code version: every id changes
+            if new_ids:  # a new code version: every id changes, spellings may too
                 r.run_id = "x" + r.run_id[1:]
+                r.config["method"] = r.config["method"].replace("torch.sgd(lr=", "torch.sgd(")
         return records
 
     records = on("cuda:1", new_ids=True)
@@ -108,7 +110,7 @@ def test_matching_ignores_run_id_and_device_index_and_lists_missing(baseline, tm
     result = compare(on("cuda:0", new_ids=False), records, parse_fail_on("error:+0.5pp"))
     assert result.matched == len(baseline) - 1 and result.regressions == 0
     assert [(side, key[1], seed) for side, key, seed in result.missing] == [
-        ("candidate", dropped.config["method"], dropped.config["seed"])]
+        ("candidate", parse_method(dropped.config["method"]).name, dropped.config["seed"])]
 
 
 def test_seeds_are_averaged_before_comparing():
