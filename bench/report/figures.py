@@ -114,7 +114,6 @@ def overhead_figure(rows: pd.DataFrame, path: Path, memory_kind: str) -> Path:
     rows["implementation"] = rows["family"].map(IMPLEMENTATIONS)
     rows["level"] = [("HD" if pd.isna(h) else str(int(h))) for h in rows["height"]]
     rows["time_ratio"] = rows["step_ms"] / rows["plain_ms"]
-    order = sorted(set(rows["level"]), key=lambda x: (x == "HD", int(x) if x != "HD" else 0))
     hue_order = [v for v in IMPLEMENTATIONS.values() if v in set(rows["implementation"])]
     palette = dict(zip(IMPLEMENTATIONS.values(), sns.color_palette("deep", 4), strict=True))
     bases = sorted(rows["base"].unique(), key=_base_order)
@@ -122,6 +121,7 @@ def overhead_figure(rows: pd.DataFrame, path: Path, memory_kind: str) -> Path:
                                                      6.4), squeeze=False)
     for column, base in enumerate(bases):
         group = rows[rows["base"] == base]
+        order = sorted(set(group["level"]), key=lambda x: (x == "HD", int(x) if x != "HD" else 0))
         time_ax, mem_ax = axes[0][column], axes[1][column]
         for ax, y in ((time_ax, "time_ratio"), (mem_ax, "memory_mib")):
             sns.barplot(data=group, x="level", y=y, hue="implementation", order=order,
@@ -131,7 +131,8 @@ def overhead_figure(rows: pd.DataFrame, path: Path, memory_kind: str) -> Path:
                 ax.get_legend().remove()
         for name, container in zip(hue_order, time_ax.containers, strict=False):
             if name != "torch.optim":  # 1.00 by definition
-                time_ax.bar_label(container, fmt="%.2f", fontsize="x-small", padding=1)
+                time_ax.bar_label(container, fmt="%.2f", fontsize="x-small", rotation=90,
+                                  label_type="center", color="white")
         time_ax.axhline(1.0, color="black", lw=1, ls="--")
         time_ax.set_title(f"{base}: step time")
         time_ax.set_ylabel("step time / plain torch.optim" if column == 0 else "")

@@ -394,10 +394,14 @@ def _budget_score(runs: pd.DataFrame, metric: str) -> pd.Series:
 
 
 def match_table(runs: pd.DataFrame, unit: float) -> str | None:
-    """For each search, the cost at which its best-so-far first matches each tower's mean."""
+    """For each search, the cost at which its best-so-far first matches each tower's mean.
+
+    Towers are the hyperoptimized ones (height >= 1); a search that never reaches a tower's
+    mean test accuracy within its budget says so.
+    """
     metric = runs["metric"].iloc[0]
     ok = done(runs)
-    towers = ok[(ok["family"] == st.TOWER) & ok["parent"].isna()]
+    towers = ok[(ok["family"] == st.TOWER) & (ok["height"] > 0) & ok["parent"].isna()]
     searches = ok[ok["family"] == st.SEARCH]
     if towers.empty or searches.empty:
         return None
