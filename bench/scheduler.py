@@ -123,29 +123,59 @@ def gpu_slots(gpus: str, jobs_per_gpu: int = 1) -> list[Slot]:
 # --- cost estimates -------------------------------------------------------------------------
 
 
+# Rough single-thread CPU seconds per training step (at the workload's default batch size) and
+# per evaluation (validation + test splits), by dataset prefix. Only their relative sizes matter
+# much: they order the queue (longest first) and give a first time estimate on the CPU before the
+# store holds measured runs. ``train_size`` is the training split (after validation is held out;
+# for the LSTM, in windows of 100 characters).
+_WORKLOAD_COSTS = {  # prefix: (train_size, step seconds, evaluation seconds)
+    "mnist": (54_000, 0.01, 0.5),
+    "fashion": (54_000, 0.01, 0.5),
+    "cifar10s": (4_576, 0.6, 12.0),
+    "cifar10": (45_000, 0.6, 120.0),
+    "warpeace": (27_166, 0.15, 25.0),
+}
+
+
+def _workload_costs(workload: str) -> tuple[int, float, float]:
+    return next((v for k, v in _WORKLOAD_COSTS.items() if workload.startswith(k)),
+                (50_000, 0.05, 5.0))
+
+
 def estimate_steps(config: RunConfig) -> int:
     """Optimizer steps a run will take (a search: over all its trials), from its budget."""
-    from bench.workloads import WORKLOADS
-
     budget = config.budget
     if budget.steps is not None:
         steps = budget.steps
     else:
-        cls = WORKLOADS[config.workload]
+        cls = _workload_class(config.workload)
         epochs = budget.epochs if budget.epochs is not None else cls.epochs
-        batch = int(config.option("batch_size", cls.batch_size))
-        steps = int(round(epochs * _steps_per_epoch(cls, batch)))
+        steps = round(epochs * _steps_per_epoch(config))
     return max(1, round(max(1, steps) * _method_factor(config.method)))
 
 
-def _steps_per_epoch(cls: Any, batch: int) -> float:
-    """From the workload's training-set size when it says (``train_size``), else by dataset."""
-    size = getattr(cls, "train_size", None)
-    if size is None:
-        name = cls.name
-        known = {"mnist": 54_000, "fashion": 54_000, "cifar10s": 4_576, "cifar10": 45_000,
-                 "warpeace": 2_876_000 // 100}
-        size = next((v for k, v in known.items() if name.startswith(k)), 50_000)
+def estimate_seconds(config: RunConfig) -> float:
+    """A rough CPU time for a run: its steps plus its evaluations (see ``_WORKLOAD_COSTS``)."""
+    cls = _workload_class(config.workload)
+    _, step_s, eval_s = _workload_costs(config.workload)
+    batch = int(config.option("batch_size", cls.batch_size))
+    steps = estimate_steps(config)
+    per_eval = float(config.option("eval_every", 1.0)) * _steps_per_epoch(config)
+    factor = _method_factor(config.method)
+    evals = steps / max(1.0, per_eval) + factor  # one per interval, and one at each trial's end
+    return steps * step_s * batch / cls.batch_size + evals * eval_s
+
+
+def _workload_class(name: str) -> Any:
+    from bench.workloads import WORKLOADS
+
+    return WORKLOADS[name]
+
+
+def _steps_per_epoch(config: RunConfig) -> float:
+    cls = _workload_class(config.workload)
+    batch = int(config.option("batch_size", cls.batch_size))
+    size = getattr(cls, "train_size", None) or _workload_costs(config.workload)[0]
     return float(max(1, math.ceil(size / batch)))
 
 
@@ -159,24 +189,26 @@ def _method_factor(method: str) -> float:
     return float(getattr(parsed, "args", {}).get("budget", 1.0))
 
 
-def seconds_per_step(store: Any, device: str) -> dict[str, float]:
-    """Wall seconds per step by workload, the median over results already in the store."""
+def calibration(store: Any, device: str) -> dict[str, float]:
+    """Per workload, measured wall time over ``estimate_seconds``: the median over stored runs.
+
+    Multiplying an estimate by it turns the built-in CPU figures into this machine's and device's.
+    """
+    from datetime import datetime
     from statistics import median
 
-    per: dict[str, list[float]] = {}
+    ratios: dict[str, list[float]] = {}
     for r in store.results(status=DONE):
-        steps, env = r.cost.get("steps"), r.env
-        if not steps or r.config.get("device", "cpu").split(":")[0] != device.split(":")[0]:
+        if r.config.get("device", "cpu").split(":")[0] != device.split(":")[0]:
             continue
         try:
-            from datetime import datetime
-
-            seconds = (datetime.fromisoformat(env["ended"]) -
-                       datetime.fromisoformat(env["started"])).total_seconds()
+            config = RunConfig.from_dict(r.config)
+            wall = (datetime.fromisoformat(r.env["ended"]) -
+                    datetime.fromisoformat(r.env["started"])).total_seconds()
+            ratios.setdefault(config.workload, []).append(wall / estimate_seconds(config))
         except (KeyError, TypeError, ValueError):
-            continue
-        per.setdefault(r.config["workload"], []).append(seconds / steps)
-    return {w: median(v) for w, v in per.items()}
+            continue  # a record from another version of the harness: no calibration from it
+    return {w: median(v) for w, v in ratios.items()}
 
 
 # --- progress ---------------------------------------------------------------------------------
@@ -252,6 +284,11 @@ class Progress:
         else:
             self.line(f"start [{slot.name} pid={pid}] {config.run_id} {describe(config)}")
 
+    def step(self, slot: Slot, config: RunConfig, step: int, total: int) -> None:
+        if self.live:
+            self.bars[slot.name].set_description_str(
+                f"  {slot.name}: {describe(config)} step {step}/{total}")
+
     def finished(self, slot: Slot, config: RunConfig, status: str, error: str | None,
                  seconds: float) -> None:
         why = f": {error}" if error and status != DONE else ""
@@ -308,9 +345,9 @@ class Scheduler:
         self.context = mp.get_context("spawn")
         self.workers: dict[str, _Worker] = {}
         self.start_failures: dict[str, int] = {}
-        self.queue: list[tuple[int, int, RunConfig]] = []
+        self.queue: list[tuple[float, int, RunConfig]] = []
         self.waiting: dict[str, list[RunConfig]] = {}
-        self.costs: dict[str, int] = {}
+        self.costs: dict[str, float] = {}
         self.summary = Summary()
         self.order = 0
 
@@ -339,7 +376,7 @@ class Scheduler:
         return to_train
 
     def push(self, config: RunConfig) -> None:
-        cost = self.costs.setdefault(config.run_id, estimate_steps(config))
+        cost = self.costs.setdefault(config.run_id, estimate_seconds(config))
         self.order += 1
         heapq.heappush(self.queue, (-cost, self.order, config))
 
@@ -432,6 +469,8 @@ class Scheduler:
         if kind == "ready":
             worker.pid = message[1]
             self.start_failures[worker.slot.name] = 0
+        elif kind == "progress" and worker.running is not None:
+            self.progress.step(worker.slot, worker.running, message[2], message[3])
         elif kind == "finished":
             _, run_id, status, error = message
             config = worker.running
@@ -545,6 +584,9 @@ def add_arguments(parser: Any) -> None:
     parser.add_argument("--jobs-per-gpu", type=int, default=1, metavar="N",
                         help="runs sharing one GPU (recorded in each run's options: its id)")
     parser.add_argument("--no-report", action="store_true", help="do not write the report")
+    from bench.executors import add_arguments as executor_arguments
+
+    executor_arguments(parser)  # --executor local|ray, --address
 
 
 def run_cli(args: Any) -> int:
@@ -552,9 +594,16 @@ def run_cli(args: Any) -> int:
 
     Exit codes: 0 all runs done (or diverged: a result), 1 some run failed, 130 interrupted.
     """
-    from bench.store import Store, default_path
+    from bench.executors import LOCAL
+    from bench.sqlstore import safe_url
+    from bench.store import default_location, open_store
     from bench.suite import load_suite
 
+    if (getattr(args, "executor", LOCAL) != LOCAL or getattr(args, "address", None)
+            or getattr(args, "search_workers", 1) != 1):
+        from bench.executors import run_cli as run_elsewhere  # Ray (or a mistake it explains)
+
+        return run_elsewhere(args)
     suite = load_suite(args.suite)  # malformed file, unknown names: before anything runs
     if args.gpus is not None:
         slots = gpu_slots(args.gpus, args.jobs_per_gpu)
@@ -562,12 +611,12 @@ def run_cli(args: Any) -> int:
         slots = cpu_slots(args.cpu_workers if args.cpu_workers is not None else 1)
     device = slots[0].device
     plan = suite.plan(seeds=args.seeds, device=device, jobs_per_gpu=args.jobs_per_gpu)
-    store_path = Path(args.store) if args.store else default_path()
+    store_path = args.store or default_location()  # a path or a database URL
     if args.dry_run:
         print(dry_run_text(suite.name, plan, store_path, slots))
         return 0
-    print(f"suite {suite.name}: {suite.description}\nstore: {store_path}", flush=True)
-    store = Store(store_path)
+    print(f"suite {suite.name}: {suite.description}\nstore: {safe_url(store_path)}", flush=True)
+    store = open_store(store_path)
     workers = {"workers": len(slots)}
     if device == "cuda":
         workers["jobs_per_gpu"] = args.jobs_per_gpu
@@ -612,39 +661,53 @@ def write_report(suite: Any, plan: list[RunConfig], store: Any) -> None:
         print(f"report: {path}", flush=True)
 
 
-def dry_run_text(name: str, plan: list[RunConfig], store_path: Path, slots: list[Slot]) -> str:
-    """The plan: runs per workload and method, steps, and time where past results tell."""
+def dry_run_text(name: str, plan: list[RunConfig], store_path: str | Path,
+                 slots: list[Slot]) -> str:
+    """The plan: runs per workload and method, their steps, and an estimated time.
+
+    Time is the built-in CPU estimate (``estimate_seconds``), calibrated per workload by the runs
+    already in the store when there are some (``calibration``); on a GPU without stored runs of a
+    workload it is unknown.
+    """
     from tabulate import tabulate
 
-    stored: set[str] = set()
-    per_step: dict[str, float] = {}
-    if store_path.is_file():
-        from bench.store import Store
+    from bench.store import open_store, store_exists
 
-        with Store(store_path) as store:
+    device = slots[0].device
+    stored: set[str] = set()
+    factors: dict[str, float] = {}
+    if store_exists(store_path):
+        with open_store(store_path) as store:
             stored = {c.run_id for c in plan if store.has(c.run_id)}
-            per_step = seconds_per_step(store, slots[0].device)
-    rows: dict[tuple[str, str], list[float]] = {}
+            factors = calibration(store, device)
+    rows: dict[tuple[str, str], list[Any]] = {}
+    unknown = False
     for c in plan:
         key = (c.workload, f"plain re-run of {c.method}" if c.option(LEARNED_FROM) else c.method)
         row = rows.setdefault(key, [0, 0, 0, 0.0])
-        steps = estimate_steps(c)
         row[0] += 1
         row[1] += c.run_id in stored
-        row[2] += steps
-        if c.run_id not in stored and c.workload in per_step:
-            row[3] += steps * per_step[c.workload]
-    table = [[w, m, n, s, f"{st:,}", _duration(t) if t else "?"]
+        row[2] += estimate_steps(c)
+        factor = factors.get(c.workload, 1.0 if device == "cpu" else None)
+        if c.run_id in stored:
+            continue
+        if factor is None:
+            row[3], unknown = None, True
+        elif row[3] is not None:
+            row[3] += estimate_seconds(c) * factor
+    table = [[w, m, n, s, f"{st:,}", "?" if t is None else _duration(t)]
              for (w, m), (n, s, st, t) in rows.items()]
     total_steps = sum(r[2] for r in rows.values())
-    total_time = sum(r[3] for r in rows.values())
+    total_time = sum(r[3] or 0.0 for r in rows.values())
     todo = len(plan) - len(stored)
     head = (f"suite {name}: {len(plan)} runs ({todo} to train, {len(stored)} already stored), "
             f"{total_steps:,} steps in all, on {len(slots)} slots")
-    foot = ("estimated time (from past results in the store): "
-            f"{_duration(total_time)} of device time, about "
-            f"{_duration(total_time / len(slots))} on {len(slots)} slots"
-            if total_time else "estimated time: unknown (no past results of these workloads)")
+    source = (f"calibrated on the stored runs of {', '.join(sorted(factors))}" if factors
+              else "rough built-in CPU figures; a store with past runs calibrates them")
+    foot = (f"estimated time to train: {_duration(total_time)} of device time, about "
+            f"{_duration(total_time / len(slots))} on {len(slots)} slots ({source})")
+    if unknown:
+        foot += "; '?': no stored runs of that workload on this device to estimate from"
     return "\n".join([head, tabulate(table, headers=["workload", "method", "runs", "stored",
                                                       "steps", "time"]), foot])
 

@@ -315,7 +315,7 @@ class _Parser:
 
     def validated(self, group: Group) -> Group:
         """Check workloads and methods against the registries; methods become canonical."""
-        from bench.methods import parse_method
+        from bench.methods import describe_methods, parse_method
         from bench.workloads import WORKLOADS
 
         for w in group.workloads:
@@ -327,7 +327,10 @@ class _Parser:
             try:
                 canonical.append(parse_method(m).name)
             except UserError as e:
-                raise self.error(f"in method {m!r}: {e}", "methods", group.line) from None
+                message = str(e)
+                if "valid methods" not in message:  # a family's own error: show them all
+                    message += f"\nvalid methods:\n{describe_methods()}"
+                raise self.error(f"in method {m!r}: {message}", "methods", group.line) from None
         return Group(**{**group.__dict__, "methods": tuple(dict.fromkeys(canonical))})
 
 

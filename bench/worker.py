@@ -5,6 +5,7 @@ locks. It talks to the scheduler over one duplex pipe:
 
     scheduler -> worker: ``("run", config_dict)`` or ``("stop",)``
     worker -> scheduler: ``("ready", pid)``, ``("started", run_id)``,
+                         ``("progress", run_id, step, total_steps)`` (at most once a second),
                          ``("finished", run_id, status, error)``
 
 The worker writes each result to the store itself, in one transaction, before it reports
@@ -27,6 +28,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
@@ -59,17 +61,18 @@ def main(conn: Connection, spec: WorkerSpec) -> None:
     """The worker's entry point (the target of the spawned process)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent()
-    # Whatever reads the default store (a search's Optuna storage beside it) sees this one.
-    os.environ["BENCH_STORE"] = spec.store_path
+    if "://" not in spec.store_path:
+        # Whatever reads the default store (a search's Optuna storage beside it) sees this one.
+        os.environ["BENCH_STORE"] = spec.store_path
     if spec.cuda_visible is not None:
         # Before anything initialises CUDA: the worker must see only its own GPU, as cuda:0.
         os.environ["CUDA_VISIBLE_DEVICES"] = spec.cuda_visible
     import torch
 
     torch.set_num_threads(spec.threads)
-    from bench.store import Store
+    from bench.store import open_store
 
-    store = Store(spec.store_path)
+    store = open_store(spec.store_path)  # a SQLite path or a database URL
     conn.send(("ready", os.getpid()))
     try:
         while True:
@@ -78,27 +81,47 @@ def main(conn: Connection, spec: WorkerSpec) -> None:
                 break
             config = RunConfig.from_dict(message[1])
             conn.send(("started", config.run_id))
-            result = run_one(config, spec)
+            result = run_one(config, spec, _progress_sender(conn, config.run_id))
             store.put(result)
             conn.send(("finished", result.run_id, result.status, result.error))
     except (EOFError, BrokenPipeError):
         pass  # the scheduler is gone: nothing to report to
     finally:
         store.close()
+    # Everything is stored and closed: skip the interpreter's teardown (seconds with torch
+    # loaded), which the scheduler would otherwise wait for at the end of every suite.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
-def run_one(config: RunConfig, spec: WorkerSpec) -> RunResult:
+def run_one(config: RunConfig, spec: WorkerSpec,
+            progress: Callable[[int, int, dict[str, Any]], None] | None = None) -> RunResult:
     """Train one run; anything it raises becomes a ``failed`` record, never a dead worker."""
     from bench.measure import now_iso
     from bench.train import train
 
     started = now_iso()
     try:
-        result = train(config)
+        result = train(config, progress=progress)
     except Exception as e:  # noqa: BLE001 - a failing run is recorded, the worker goes on
         result = failed_record(config, f"{type(e).__name__}: {e}", started=started)
     result.env = dict(result.env) | {"slot": spec.slot} | dict(spec.env)
     return result
+
+
+def _progress_sender(conn: Connection, run_id: str,
+                     every: float = 1.0) -> Callable[[int, int, dict[str, Any]], None]:
+    """``train``'s progress callback: the step count to the scheduler, at most once a second."""
+    last = [0.0]
+
+    def send(step: int, total: int, info: dict[str, Any]) -> None:
+        now = time.monotonic()
+        if now - last[0] >= every:
+            last[0] = now
+            conn.send(("progress", run_id, step, total))
+
+    return send
 
 
 def failed_record(config: RunConfig, reason: str, *, started: str | None = None,
