@@ -62,8 +62,10 @@ def _line_label(runs: pd.DataFrame) -> str:
 def sensitivity_figure(lines: pd.DataFrame, path: Path) -> Path:
     """Final test error against initial step size, a line per tower, a band over seeds."""
     _theme()
-    panels = list(lines.groupby(["setting", "base"], sort=True))
-    fig, axes = _grid(len(panels), 2, 3.8)
+    panels = sorted(lines.groupby(["setting", "base"]),
+                    key=lambda kv: (kv[0][0], _base_order(kv[0][1])))
+    entries = lines.groupby(["setting", "base"])["template"].nunique().max()
+    fig, axes = _grid(len(panels), 2, 3.6 + 0.2 * entries)
     metric = lines["metric"].iloc[0]
     for ax, ((setting, base), runs) in zip(axes, panels, strict=True):
         ok = done(runs).dropna(subset=["score"])
@@ -86,7 +88,8 @@ def sensitivity_figure(lines: pd.DataFrame, path: Path) -> Path:
         ax.set_xlabel("initial step size α₀ (log scale)")
         ax.set_ylabel(f"final {metric_title(metric)}")
         ax.legend(fontsize="x-small", title="mean ± sd over seeds; × = diverged/failed",
-                  title_fontsize="x-small")
+                  title_fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.2),
+                  frameon=False)
     fig.tight_layout()
     return _save(fig, path)
 
@@ -331,8 +334,9 @@ def trajectory_figures(traj: pd.DataFrame, out: Path) -> list[tuple[Path, str]]:
         learned = grids.groupby("template")["value"].transform(lambda v: v.nunique() > 1)
         grids = grids[learned.astype(bool)]
         if len(grids):
+            towers = sorted(grids.groupby("template"), key=lambda kv: _tower_order(kv[1]))
             panels = [(f"{setting}, {textwrap.fill(t, 40)}: {_symbol(n)}", g[g["name"] == n])
-                      for t, g in grids.groupby("template", sort=True) for n in _names(g)]
+                      for t, g in towers for n in _names(g)]
             path = out / f"trajectories-{_slug(setting)}-grid.png"
             written.append((_panels(panels, path, by_lr0=True),
                             f"trajectories from a grid of initial step sizes, {setting}"))
@@ -436,7 +440,7 @@ def _panels(panels: list[tuple[str, pd.DataFrame]], path: Path, *, by_lr0: bool)
         _scale(ax, data["value"])
         ax.set_title(title, fontsize="small")
         ax.set_xlabel("optimizer step")
-        ax.set_ylabel("value (level 0)")
+        ax.set_ylabel(_symbol(data["name"].iloc[0]))
         ax.get_legend().remove()
     handles, labels = {}, {}
     for ax in axes:
@@ -449,6 +453,11 @@ def _panels(panels: list[tuple[str, pd.DataFrame]], path: Path, *, by_lr0: bool)
                title="initial step size" if by_lr0 else "dashed: set, not learned",
                title_fontsize="x-small")
     return _save(fig, path)
+
+
+def _tower_order(runs: pd.DataFrame) -> tuple:
+    info = st.method_info(runs["method"].iloc[0])
+    return (_base_order(info.base), info.height or 0, runs["template"].iloc[0])
 
 
 def _symbol(name: str) -> str:

@@ -165,7 +165,10 @@ def spread_table(lines: pd.DataFrame) -> str:
     are counted in their own column.
     """
     rows = []
-    for (setting, template), runs in lines.groupby(["setting", "template"], sort=True):
+    groups = sorted(lines.groupby(["setting", "template"]),
+                    key=lambda kv: (kv[0][0], group_key(st.method_info(kv[1]["method"].iloc[0])),
+                                    _row_key(st.method_info(kv[1]["method"].iloc[0]))))
+    for (setting, template), runs in groups:
         per_lr = done(runs).groupby("lr0")["score"].mean().dropna()
         q75, q25 = (np.percentile(per_lr, [75, 25]) if len(per_lr) else (np.nan, np.nan))
         best = per_lr.idxmin() if len(per_lr) else None
