@@ -70,7 +70,8 @@ def write_report(
 
     Args:
         results: the runs to report (every status).
-        out: the report's folder (created; figures from an earlier report there are replaced).
+        out: the report's folder (created; an earlier report's figures there are replaced, other
+            files are left alone).
         title: the report's title.
         source: where the results came from (a store path, an export file).
         command: the command line that reproduces the report.
@@ -78,8 +79,7 @@ def write_report(
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    for old in out.glob("*.png"):
-        old.unlink()  # a figure the new data no longer supports must not linger
+    _remove_old_figures(out)
     frame = runs_frame(results)
     report = Report(out)
     _header(report, frame, title, source, command, suite)
@@ -92,6 +92,15 @@ def write_report(
     path = out / "README.md"
     path.write_text("\n\n".join(report.parts).rstrip() + "\n")
     return path
+
+
+def _remove_old_figures(out: Path) -> None:
+    """Delete the figures an earlier report in ``out`` linked: one the new data no longer
+    supports must not linger. Other files in the folder are left alone."""
+    readme = out / "README.md"
+    if readme.is_file():
+        for name in re.findall(r"!\[[^\]]*\]\(([^)/]+\.png)\)", readme.read_text()):
+            (out / name).unlink(missing_ok=True)
 
 
 def _header(report: Report, frame: pd.DataFrame, title: str, source: str, command: str,

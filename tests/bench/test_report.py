@@ -160,8 +160,12 @@ def test_budget_table_and_search_matches(report: Path):
 
 @pytest.mark.slow
 def test_sections_follow_the_data(results: list[RunResult], tmp_path: Path):
+    write_report(results, tmp_path, title="t", source="s", command="c")
+    (tmp_path / "mine.png").write_bytes(b"not the report's")
     plain = [r for r in results if r.config["method"] == "torch.sgd(lr=0.1)"]
     text = write_report(plain, tmp_path, title="t", source="s", command="c").read_text()
+    # the earlier report's figures are gone, the user's own file is not
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["mine.png"]
     assert "## Test error by method" in text
     for absent in ("## Sensitivity", "## Overhead", "## Equal budget"):
         assert absent not in text
