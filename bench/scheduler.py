@@ -297,7 +297,9 @@ class Progress:
         if self.live:
             self.bars[slot.name].set_description_str(f"  {slot.name}: idle")
             self.bars["all"].update(1)
-            self.bars["all"].set_postfix_str(f"failed={self.summary.failed}")  # type: ignore
+            s = self.summary
+            assert s is not None
+            self.bars["all"].set_postfix_str(f"failed={s.failed}, left={self.total - s.finished}")
             if status != DONE:
                 self.line(text)
         else:
@@ -434,7 +436,18 @@ class Scheduler:
                           self.worker_env)
         process = self.context.Process(target=worker_main, args=(child_conn, spec),
                                        name=f"bench-worker-{slot.name}", daemon=True)
-        process.start()
+        # The worker is born with its GPU as the only visible one (it sets it again itself
+        # before importing torch): nothing in it can initialise CUDA on another device.
+        saved = os.environ.get("CUDA_VISIBLE_DEVICES")
+        if slot.cuda_visible is not None:
+            os.environ["CUDA_VISIBLE_DEVICES"] = slot.cuda_visible
+        try:
+            process.start()
+        finally:
+            if saved is None:
+                os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+            else:
+                os.environ["CUDA_VISIBLE_DEVICES"] = saved
         child_conn.close()
         self.workers[slot.name] = _Worker(slot, process, parent_conn)
 
@@ -625,18 +638,22 @@ def run_cli(args: Any) -> int:
     started = time.perf_counter()
     try:
         summary = scheduler.run(plan)
+        print(summary_text(summary, time.perf_counter() - started), flush=True)
+        reported = args.no_report or write_report(suite, plan, store)
     except KeyboardInterrupt:
         s = scheduler.summary
         print(f"interrupted: {s.finished} runs finished and stored, {s.interrupted} running "
               "discarded; run the same command again to resume", flush=True)
         return 130
+    except BenchError as e:  # a worker that cannot start: nothing the next run would fix alone
+        if isinstance(e, UserError):
+            raise
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return 1
     finally:
         restore()
-    print(summary_text(summary, time.perf_counter() - started), flush=True)
-    if not args.no_report:
-        write_report(suite, plan, store)
-    store.close()
-    return 1 if summary.failed else 0
+        store.close()
+    return 1 if summary.failed or not reported else 0
 
 
 def summary_text(summary: Summary, seconds: float) -> str:
@@ -647,18 +664,23 @@ def summary_text(summary: Summary, seconds: float) -> str:
     return "\n".join(lines)
 
 
-def write_report(suite: Any, plan: list[RunConfig], store: Any) -> None:
-    """Write the suite's report with ``bench.report`` when that module offers a writer."""
+def write_report(suite: Any, plan: list[RunConfig], store: Any) -> bool:
+    """Write the suite's report (``bench.report.write_suite_report``); False if that failed.
+
+    The runs are stored whatever happens here: a failing report is one line and exit code 1,
+    and ``python -m bench report`` can write it again from the store.
+    """
     try:
-        from bench import report
-    except ImportError:
-        return
-    writer = getattr(report, "write_suite_report", None)
-    if writer is None:
-        return
-    path = writer(suite, store, plan=plan)
-    if path:
-        print(f"report: {path}", flush=True)
+        from bench.report import write_suite_report
+
+        path = write_suite_report(suite, store, plan=plan)
+    except Exception as e:  # noqa: BLE001 - the report must not hide that the training is stored
+        print(f"error: the report could not be written ({type(e).__name__}: {e}); the runs are "
+              "stored: `python -m bench report` writes it from the store", file=sys.stderr,
+              flush=True)
+        return False
+    print(f"report: {path}", flush=True)
+    return True
 
 
 def dry_run_text(name: str, plan: list[RunConfig], store_path: str | Path,

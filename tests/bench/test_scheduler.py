@@ -291,6 +291,21 @@ def test_a_gpu_that_is_not_there_is_named_with_the_visible_ones():
     assert [s.name for s in slots] == ["gpu0.0", "gpu0.1"] and slots[0].device == "cuda"
 
 
+@pytest.mark.gpu
+@pytest.mark.slow
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_suite_on_a_shared_gpu_records_the_sharing(tmp_path):
+    store = tmp_path / "s.sqlite"
+    code, out = run(suite_file(tmp_path, TINY), store, "--gpus", "0", "--jobs-per-gpu", "2")
+    assert code == 0, out
+    rows = check_store(store)
+    assert len(rows) == N_TINY
+    for r in rows:
+        assert r["config"]["device"] == "cuda" and r["config"]["options"]["jobs_per_gpu"] == 2
+        assert r["env"]["jobs_per_gpu"] == 2 and r["env"]["slot"] in ("gpu0.0", "gpu0.1")
+        assert r["env"]["device_name"] == torch.cuda.get_device_name(0)
+
+
 def test_cpu_workers_share_the_cores():
     slots = cpu_slots(2)
     assert [s.name for s in slots] == ["cpu0", "cpu1"]
