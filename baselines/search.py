@@ -23,12 +23,31 @@ Storage: any Optuna storage URL (SQLite by default in the bench). The study is n
 caller (the bench uses the run id), and ``load_if_exists`` resumes an interrupted search: the
 finished trials and their costs are read back, a trial left running by a dead process is marked
 failed (its partial cost, saved at each report, still counts), and the search goes on.
+
+Several workers: any number of processes (on any number of machines) may run the same search at
+once, sharing one study through its storage URL (PostgreSQL across machines). TPE runs with
+``constant_liar`` so concurrent workers do not sample the same point; trial ``n`` samples with the
+seed ``seed + 7919 * n``, so two workers never share a random sequence, and a resumed search goes on
+with the seeds an uninterrupted one would use. The budget is the study's: each worker starts a trial
+only while the sum of every trial's saved cost is under it, and re-reads that sum at each report.
+Each trial writes only its own cost (no shared counter to lose an update on) and a saved cost lags
+the real one by less than one evaluation interval E, so with N workers the search overspends by less
+than N x E (one worker: less than E, as above). A running trial is another worker's while its owner
+is alive: a process on this machine that still exists, or a heartbeat (a user attribute refreshed
+every ``HEARTBEAT`` seconds) younger than ``STALE_AFTER``; a dead owner's trial is marked failed. A
+worker whose budget is spent waits for the other workers' running trials to end, so every worker
+returns the same outcome.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import random
+import socket
+import threading
+import time
+import uuid
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +62,10 @@ UNITS = ("steps", "seconds")
 
 # Trial statuses kept in the trial's user attributes ("status"); only "done" can be selected.
 DONE, PRUNED, CUT, DIVERGED, FAILED = "done", "pruned", "cut", "diverged", "failed"
+# Liveness of a running trial (several workers): refreshed every HEARTBEAT seconds, its owner is
+# taken for dead when the last refresh is older than STALE_AFTER (or, on the same machine, when its
+# process is gone).
+HEARTBEAT, STALE_AFTER, WAIT_POLL = 20.0, 120.0, 2.0
 
 
 @dataclass(frozen=True)
@@ -223,7 +246,7 @@ def run_search(
         raise ValueError(f"unknown pruner {pruner!r}; valid pruners: {', '.join(PRUNERS)}")
     startup = startup if startup is not None else max(3, math.ceil(budget.runs / 3))
     study = _open_study(study_name, storage, space, sampler, pruner, budget, seed, startup)
-    driver = _Driver(study, trial_fn, space, sampler, budget, seed, worst)
+    driver = _Driver(study, trial_fn, space, sampler, budget, seed, worst, startup)
     driver.resume()
     driver.run()
     return driver.outcome()
@@ -258,7 +281,16 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
     """An Optuna storage for ``url``; SQLite gets a long lock timeout (several processes)."""
     if url.startswith("sqlite:"):
         return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
-    return optuna.storages.RDBStorage(url)
+    import sqlalchemy.exc
+
+    # Workers opening a fresh database at once race to create Optuna's tables (PostgreSQL
+    # refuses the second CREATE TYPE): the loser tries again and finds them made.
+    for attempt in range(4):
+        try:
+            return optuna.storages.RDBStorage(url)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            time.sleep(0.2 * (attempt + 1))
+    return optuna.storages.RDBStorage(url)  # the last try: its error, if any, is the answer
 
 
 def make_sampler(name: str, seed: int, startup: int) -> optuna.samplers.BaseSampler:
@@ -266,7 +298,9 @@ def make_sampler(name: str, seed: int, startup: int) -> optuna.samplers.BaseSamp
     if name in ("grid", "random"):
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
+        # constant_liar: trials running in other workers count as bad, so they are not re-sampled.
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup,
+                                          constant_liar=True)
     if name == "gp":
         return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup)
     return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=startup,
@@ -287,11 +321,14 @@ class _Driver:
     """The search loop over one study: resume, then ask / train / tell until the budget is out."""
 
     def __init__(self, study: optuna.Study, trial_fn: TrialFn, space: SearchSpace,
-                 sampler: str, budget: SearchBudget, seed: int, worst: float | None) -> None:
+                 sampler: str, budget: SearchBudget, seed: int, worst: float | None,
+                 startup: int = 3) -> None:
         self.study, self.trial_fn, self.space = study, trial_fn, space
         self.sampler, self.budget, self.seed, self.worst = sampler, budget, seed, worst
+        self.startup = startup
         self.per_run = budget.per_run
         self.resumed = 0
+        self.token = uuid.uuid4().hex  # tells this driver's trials from others in this process
 
     # -- budget --------------------------------------------------------------------------------
     @property
@@ -308,27 +345,44 @@ class _Driver:
     def resume(self) -> None:
         """Mark trials left running by a dead process as failed; their saved cost counts.
 
-        Waiting trials (a grid point enqueued, never started) are left for ``ask`` to take.
+        Waiting trials (a grid point enqueued, never started) are left for ``ask`` to take, and
+        trials that another live worker is running are left to it.
         """
-        for t in self.study.get_trials(deepcopy=False):
-            if t.state == TrialState.RUNNING:
-                self.study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+        self._fail_stale()
         self.resumed = len(self.study.get_trials(deepcopy=False))
+        self._measure_per_run()
+
+    def _measure_per_run(self) -> None:
         if self.per_run is None:
             done = [t for t in self.trials() if t["status"] == DONE]
             if done:
                 self.per_run = done[0]["cost_seconds"]
 
+    def _fail_stale(self) -> int:
+        """Fail the running trials whose owner is dead; returns how many still run elsewhere."""
+        alive = 0
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if _owner_alive(t.user_attrs, t.datetime_start):
+                alive += 1
+            else:
+                self.study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+        return alive
+
     def run(self) -> None:
+        """Trials until the budget is spent (or the grid covered), then wait for other workers."""
         failures_in_a_row = 0
         while self.total is None or self.spent() < self.total:
             params = self._next_params()
             if params is None:  # the grid is covered
-                return
+                break
             status = self._one_trial(params)
             failures_in_a_row = failures_in_a_row + 1 if status == FAILED else 0
             if failures_in_a_row >= 3:  # every trial fails: more would only repeat the error
-                return
+                break
+            self._measure_per_run()  # another worker's trial may have measured it
+        # Other workers' trials still count and may be selected: the outcome waits for them.
+        while self._fail_stale():
+            time.sleep(WAIT_POLL)
 
     def _next_params(self) -> dict[str, float] | None:
         if self.sampler != "grid":
@@ -345,6 +399,10 @@ class _Driver:
         if fixed:
             self.study.enqueue_trial(fixed)
         trial = self.study.ask()
+        # Seeded by the trial's number (unique across workers), before anything is sampled.
+        self.study.sampler = make_sampler(self.sampler, self.seed + 7919 * trial.number,
+                                          self.startup)
+        trial.set_user_attr("owner", _owner(self.token))
         params = {
             d.name: d.round(trial.suggest_float(d.name, d.low, d.high, log=d.log))
             for d in self.space.dims
@@ -352,8 +410,9 @@ class _Driver:
         trial.set_user_attr("params", params)
         reporter = _Reporter(self, trial)
         try:
-            outcome = self.trial_fn(params, reporter)
-        except Exception:
+            with _Heartbeat(trial, self.token):
+                outcome = self.trial_fn(params, reporter)
+        except BaseException:  # an interrupt too: the trial is over, its saved cost counts
             self._finish(trial, FAILED, None, None, reporter.cost_steps, reporter.cost_seconds, {})
             raise
         status = reporter.stopped or outcome.status
@@ -365,6 +424,13 @@ class _Driver:
 
     def _finish(self, trial: optuna.Trial, status: str, value: float | None, test: float | None,
                 cost_steps: float, cost_seconds: float, record: dict[str, Any]) -> None:
+        try:
+            self._tell(trial, status, value, test, cost_steps, cost_seconds, record)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass  # another worker took this trial's owner for dead and failed it; its cost counts
+
+    def _tell(self, trial: optuna.Trial, status: str, value: float | None, test: float | None,
+              cost_steps: float, cost_seconds: float, record: dict[str, Any]) -> None:
         for key, v in (("status", status), ("value", value), ("test", test),
                        ("cost_steps", cost_steps), ("cost_seconds", cost_seconds),
                        ("record", record)):
@@ -420,20 +486,27 @@ class _Reporter:
 
     def __init__(self, driver: _Driver, trial: optuna.Trial) -> None:
         self.driver, self.trial = driver, trial
-        self.before = driver.spent()
         self.cost_steps = self.cost_seconds = 0.0
         self.stopped: str | None = None
 
     def __call__(self, step: int, value: float, cost_steps: float, cost_seconds: float) -> bool:
         d = self.driver
         self.cost_steps, self.cost_seconds = float(cost_steps), float(cost_seconds)
-        # Saved at each report: if the process dies, a resumed search still counts this cost.
-        self.trial.set_user_attr("cost_steps", self.cost_steps)
-        self.trial.set_user_attr("cost_seconds", self.cost_seconds)
+        # Saved at each report: if the process dies, a resumed search still counts this cost,
+        # and the other workers of a shared search count it now.
+        try:
+            self.trial.set_user_attr("cost_steps", self.cost_steps)
+            self.trial.set_user_attr("cost_seconds", self.cost_seconds)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            self.stopped = FAILED  # another worker took this trial for dead: stop, it is lost
+            return True
         if step >= d.budget.run_steps or not math.isfinite(value):
             return False  # the trial's last evaluation (or a divergence the trainer reports)
         total = d.total
-        if total is not None and self.before + d._cost(cost_steps, cost_seconds) >= total:
+        # The whole study's cost, read now: other workers' trials spend the same budget.
+        others = sum(d._cost(t["cost_steps"], t["cost_seconds"]) for t in d.trials()
+                     if t["number"] != self.trial.number)
+        if total is not None and others + d._cost(cost_steps, cost_seconds) >= total:
             self.stopped = CUT
             return True
         self.trial.report(value, step)
@@ -441,6 +514,77 @@ class _Reporter:
             self.stopped = PRUNED
             return True
         return False
+
+
+# -- several workers: who owns a running trial, and is it alive --------------------------------
+
+_ACTIVE: set[str] = set()  # tokens of the drivers of this process that are running a trial
+
+
+def _owner(token: str) -> dict[str, Any]:
+    return {"machine": _machine(), "pid": os.getpid(), "token": token,
+            "host": socket.gethostname(), "alive": time.time()}
+
+
+def _machine() -> str | None:
+    """This kernel and PID namespace (pids are comparable within it), or None off Linux."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            boot = f.read().strip()
+        return f"{boot}/{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:
+        return None
+
+
+def _owner_alive(attrs: dict[str, Any], started: Any) -> bool:
+    """Whether the worker that runs a trial is alive (see the module docstring)."""
+    owner = attrs.get("owner")
+    if owner is None:  # asked, not yet claimed: alive only while young
+        import datetime
+
+        age = abs((datetime.datetime.now() - started).total_seconds()) if started else math.inf
+        return age < STALE_AFTER
+    beat = float(attrs.get("alive", owner.get("alive", 0.0)))
+    machine = _machine()
+    if machine is not None and owner.get("machine") == machine:
+        if owner.get("pid") == os.getpid():
+            return owner.get("token") in _ACTIVE
+        return _pid_alive(int(owner.get("pid", 0)))
+    return time.time() - beat < STALE_AFTER
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
+
+
+class _Heartbeat:
+    """While a trial runs: refresh its ``alive`` attribute every ``HEARTBEAT`` seconds."""
+
+    def __init__(self, trial: optuna.Trial, token: str) -> None:
+        self.trial, self.token = trial, token
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat, name="trial-heartbeat", daemon=True)
+
+    def _beat(self) -> None:
+        while not self.stop.wait(HEARTBEAT):
+            try:
+                self.trial.set_user_attr("alive", time.time())
+            except Exception:  # noqa: BLE001 - finished or storage gone: nothing left to do
+                return
+
+    def __enter__(self) -> _Heartbeat:
+        _ACTIVE.add(self.token)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+        _ACTIVE.discard(self.token)
 
 
 def _same(a: dict[str, float], b: dict[str, float]) -> bool:

@@ -16,10 +16,12 @@ worker opens its own ``Store(path)``.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +59,74 @@ CREATE INDEX IF NOT EXISTS runs_workload_method ON runs (workload, method);
 def default_path() -> Path:
     """``$BENCH_STORE`` if set, else ``results/bench.sqlite`` under the current directory."""
     return Path(os.environ.get("BENCH_STORE") or DEFAULT_PATH)
+
+
+# -- a path or a database URL (``--store``) -------------------------------------------------------
+
+
+def default_location() -> str:
+    """``$BENCH_STORE`` as given (a path or a database URL), else ``results/bench.sqlite``."""
+    return os.environ.get("BENCH_STORE") or str(DEFAULT_PATH)
+
+
+def open_store(location: str | os.PathLike[str] | None = None, *,
+               timeout: float = 60.0) -> Any:
+    """The results store a ``--store`` value names: same contract whichever it is.
+
+    Args:
+        location: a path or ``sqlite:///path`` (``Store``, a SQLite file), or a PostgreSQL URL
+            such as ``postgresql+psycopg://user@host:5432/db`` (``bench.sqlstore.SQLStore``, for
+            many machines); default ``default_location()``.
+        timeout: seconds a write (or a connection) waits before failing.
+
+    Raises:
+        UserError: a URL of another database (the message lists the accepted forms).
+    """
+    from bench.sqlstore import SQLStore, is_database_url, safe_url
+
+    text = os.fspath(location) if location is not None else default_location()
+    if is_database_url(text):
+        return SQLStore(str(text), timeout=timeout)
+    if isinstance(text, str) and "://" in text:
+        scheme, _, rest = text.partition("://")
+        if scheme != "sqlite":
+            raise UserError(f"unsupported results store URL {safe_url(text)!r}; give a file path, "
+                            "sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DB")
+        text = rest[1:] if rest.startswith("/") else rest  # sqlite:///rel, sqlite:////abs
+    return Store(text, timeout=timeout)
+
+
+@contextlib.contextmanager
+def as_default_store(location: str | os.PathLike[str] | None) -> Iterator[None]:
+    """Inside the block ``$BENCH_STORE`` names ``location`` (nothing changes for ``None``).
+
+    What reads the default store from the environment follows it: a search's Optuna storage is
+    kept beside a SQLite store, and in the database of a PostgreSQL one.
+    """
+    if location is None:
+        yield
+        return
+    previous = os.environ.get("BENCH_STORE")
+    os.environ["BENCH_STORE"] = os.fspath(location)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("BENCH_STORE", None)
+        else:
+            os.environ["BENCH_STORE"] = previous
+
+
+def store_exists(location: str | os.PathLike[str]) -> bool:
+    """A database URL (its server holds the data) or a SQLite file that is already there."""
+    from bench.sqlstore import is_database_url
+
+    text = os.fspath(location)
+    if is_database_url(text):
+        return True
+    if isinstance(text, str) and text.startswith("sqlite://"):
+        text = text.partition("://")[2][1:]
+    return Path(text).is_file()
 
 
 class Store:

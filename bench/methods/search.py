@@ -16,7 +16,8 @@ per-run budget and options. The search selects on the validation metric and repo
 trial's test metrics; its cost is every trial's, pruned ones included.
 
 Storage: the ``storage`` argument (the run option ``storage``), else ``$BENCH_OPTUNA_STORAGE``,
-else SQLite ``optuna.sqlite`` beside the results store. The study is named after the run id, so
+else the results store's PostgreSQL database when the store is one, else SQLite ``optuna.sqlite``
+beside the results store. The study is named after the run id, so
 an interrupted search resumes where it stopped (open it with ``optuna-dashboard URL``).
 """
 
@@ -105,15 +106,19 @@ class Search(SearchMethod):
 
 
 def storage_url(storage: str | None = None) -> str:
-    """The Optuna storage: the given URL, ``$BENCH_OPTUNA_STORAGE``, or SQLite beside the store.
+    """The Optuna storage: the given URL, ``$BENCH_OPTUNA_STORAGE``, or the store's.
 
-    A plain path (no ``://``) is taken as a SQLite file.
+    The store's: its database when ``$BENCH_STORE`` is a PostgreSQL URL (every worker on every
+    machine then shares a search's study), else SQLite beside the store. A plain path (no
+    ``://``) is taken as a SQLite file.
     """
     url = storage or os.environ.get("BENCH_OPTUNA_STORAGE")
     if not url:
+        from bench.sqlstore import is_database_url
         from bench.store import default_path
 
-        url = str(default_path().parent / DEFAULT_STORAGE_FILE)
+        store = os.environ.get("BENCH_STORE", "")
+        url = store if is_database_url(store) else str(default_path().parent / DEFAULT_STORAGE_FILE)
     if "://" not in url:
         path = Path(url)
         path.parent.mkdir(parents=True, exist_ok=True)

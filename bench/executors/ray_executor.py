@@ -1,0 +1,395 @@
+"""The Ray executor: each run of a suite a Ray task, on one machine or many.
+
+``python -m bench suite NAME --executor ray [--address auto | ray://HOST:10001] [--gpus all]``
+
+What it shares with the local scheduler, by subclassing ``bench.scheduler.Scheduler``: the plan
+(runs already stored are skipped, a dependent run is queued once its parent is stored, longest
+first), the summary, the progress lines and the exit codes. What differs:
+
+- A run is a Ray task asking for one CPU or, with ``--gpus all``, one GPU (``1/N`` of one with
+  ``--jobs-per-gpu N``); Ray places it and sets ``CUDA_VISIBLE_DEVICES``. The task calls
+  ``bench.worker.run_one`` (the same ``bench.train.train`` the local worker calls) and writes the
+  record to the store itself, in one transaction, before it returns: a finished run is durable
+  whatever happens to the driver afterwards.
+- Failure isolation: a run that raises is recorded ``failed`` by its task; a task whose worker
+  process dies (segfault, SIGKILL, Ray's out-of-memory killer, a lost node) is recorded
+  ``failed`` by the driver, with Ray's reason; the suite goes on. Tasks are never retried: a run
+  that crashed a process would crash it again.
+- Ctrl-C (or SIGTERM) cancels every outstanding task, killing running ones before they write (a
+  write is one transaction): finished runs stay stored and the same command resumes.
+- The store: a SQLite path serves one machine; with several nodes (or Ray Client) give a
+  PostgreSQL URL (``--store postgresql+psycopg://USER@HOST:PORT/DB``) that every node reaches.
+  A search's Optuna study then lives in the same database.
+- ``--search-workers K``: each search run is K tasks sharing one Optuna study and its budget
+  (``baselines.search``: TPE with ``constant_liar``; the budget is the study's, overspent by
+  less than K evaluation intervals); every task ends with the same outcome and writes it.
+
+Every node needs the project installed (``pip install -e '.[cluster]'``) and the data
+(``BENCH_DATA_DIR`` exported before ``ray start``).
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.config import RunConfig
+from bench.errors import UserError
+from bench.record import DIVERGED, DONE, FAILED
+from bench.scheduler import (
+    Progress,
+    Scheduler,
+    Slot,
+    Summary,
+    dry_run_text,
+    sigterm_as_interrupt,
+    summary_text,
+    write_report,
+)
+
+TASK_PREFIX = "bench"  # a running task's process title is "ray::bench RUN_ID ..."
+
+
+# --- the task ---------------------------------------------------------------------------------
+
+
+def run_task(config: dict[str, Any], store: str, env: tuple[tuple[str, Any], ...],
+             optuna_storage: str | None) -> tuple[str, str, str | None, float, str]:
+    """One run inside a Ray worker: train it, write its record, say how it went.
+
+    Args:
+        config: ``RunConfig.to_dict()``.
+        store: the results store (an absolute SQLite path or a database URL).
+        env: recorded in the result's ``env`` (never in its id).
+        optuna_storage: the driver's ``$BENCH_OPTUNA_STORAGE``, if any.
+
+    Returns:
+        ``(run_id, status, error, seconds, where)``; ``where`` names the node (and GPU).
+    """
+    import ray
+    import torch
+
+    from bench.store import open_store
+    from bench.worker import WorkerSpec, run_one
+
+    # A worker process serves many tasks: set, or clear, what a previous task may have left.
+    os.environ["BENCH_STORE"] = store  # a search's Optuna storage follows the store
+    if optuna_storage:
+        os.environ["BENCH_OPTUNA_STORAGE"] = optuna_storage
+    else:
+        os.environ.pop("BENCH_OPTUNA_STORAGE", None)
+    threads = max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1)))
+    torch.set_num_threads(threads)
+    where = _where(ray)
+    started = time.perf_counter()
+    result = run_one(RunConfig.from_dict(config), WorkerSpec(where, store, threads, env=env))
+    with open_store(store) as results:
+        results.put(result)
+    return result.run_id, result.status, result.error, time.perf_counter() - started, where
+
+
+def _where(ray: Any) -> str:
+    gpus = ray.get_gpu_ids()
+    node = ray.util.get_node_ip_address()
+    return f"ray:{node}" + (f":gpu{','.join(str(g) for g in gpus)}" if gpus else "")
+
+
+# --- the executor -----------------------------------------------------------------------------
+
+
+@dataclass
+class _Outcome:
+    """How one task ended: ``written`` when the task itself stored the record."""
+
+    status: str
+    error: str | None
+    seconds: float
+    where: str
+    written: bool
+
+
+@dataclass
+class _Run:
+    """A submitted run: one task, or K for a search shared by ``--search-workers K``."""
+
+    config: RunConfig
+    tasks: int
+    submitted: float
+    started_iso: str
+    outcomes: list[_Outcome] = field(default_factory=list)
+
+
+class RayScheduler(Scheduler):
+    """The local scheduler's planning, with every run a Ray task (see the module docstring).
+
+    Args:
+        store: an open store (``bench.store.open_store``), the driver's.
+        location: that store's path (absolute: workers do not share the driver's folder) or URL.
+        device: ``"cpu"`` or ``"cuda"``.
+        jobs_per_gpu: runs sharing one GPU (each asks for ``1/jobs_per_gpu`` GPU).
+        search_workers: tasks per search run, sharing its study.
+        progress: where events go (default: one line per event).
+        worker_env: recorded in every result's ``env``.
+    """
+
+    def __init__(self, store: Any, location: str, *, device: str = "cpu", jobs_per_gpu: int = 1,
+                 search_workers: int = 1, progress: Progress | None = None,
+                 worker_env: dict[str, Any] | None = None) -> None:
+        import ray
+
+        if search_workers < 1:
+            raise UserError(f"--search-workers must be >= 1, but got {search_workers}")
+        slot = Slot(f"ray cluster ({_resources_text(ray.cluster_resources())})", device, 1)
+        super().__init__([slot], store, location, worker_env=worker_env,
+                         progress=progress or Progress([slot], live=False))
+        self.device, self.search_workers = device, search_workers
+        self.resources: dict[str, float] = (
+            {"num_gpus": 1.0 / jobs_per_gpu, "num_cpus": 1} if device == "cuda"
+            else {"num_cpus": 1}
+        )
+        self.task = ray.remote(run_task)
+        self.pending: dict[Any, _Run] = {}  # task reference -> its run
+        self.optuna_storage = os.environ.get("BENCH_OPTUNA_STORAGE")
+
+    def run(self, plan: list[RunConfig]) -> Summary:
+        """Train every run of ``plan`` not already stored; returns what happened.
+
+        Raises:
+            KeyboardInterrupt: after cancelling the outstanding tasks (finished runs stay).
+        """
+        to_train = self.prepare(plan)
+        self.progress.start(self.summary, to_train)
+        try:
+            while self.queue or self.pending:
+                self.submit()
+                self.collect(timeout=1.0)
+        except BaseException:
+            self.summary.interrupted = len({id(run) for run in self.pending.values()})
+            self.cancel()
+            raise
+        finally:
+            self.progress.close()
+        return self.summary
+
+    def submit(self) -> None:
+        """Hand every queued run to Ray, longest first (Ray starts them in that order)."""
+        from bench.measure import now_iso
+
+        count = 0
+        while self.queue:
+            _, _, config = heapq.heappop(self.queue)
+            tasks = self.search_workers if _is_search(config) else 1
+            run = _Run(config, tasks, time.perf_counter(), now_iso())
+            for k in range(tasks):
+                name = f"{TASK_PREFIX} {config.run_id}" + (f" worker {k}" if tasks > 1 else "")
+                ref = self.task.options(name=name, max_retries=0, **self.resources).remote(
+                    config.to_dict(), self.store_path, self.worker_env, self.optuna_storage)
+                self.pending[ref] = run
+            count += 1
+        if count:
+            self.progress.line(f"submitted {count} runs to Ray")
+
+    def collect(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for tasks to end, and record the runs they finish."""
+        import ray
+
+        refs = list(self.pending)
+        if not refs:
+            return
+        ready, _ = ray.wait(refs, num_returns=1, timeout=timeout)
+        if ready:  # and whatever else has ended meanwhile
+            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+        for ref in ready:
+            run = self.pending.pop(ref)
+            run.outcomes.append(_outcome(ref, run))
+            if len(run.outcomes) == run.tasks:
+                self.finished(run)
+
+    def finished(self, run: _Run) -> None:
+        """Every task of ``run`` has ended: record it (the driver writes only for dead tasks)."""
+        from bench.worker import failed_record
+
+        kept = [o for o in run.outcomes if o.written]
+        results = [o for o in kept if o.status in (DONE, DIVERGED)]
+        chosen = (results or kept or run.outcomes)[0]
+        if not chosen.written:  # no task lived to write a record: say why its worker died
+            self.store.put(failed_record(run.config, chosen.error or "unknown",
+                                         started=run.started_iso, in_worker=False))
+        slot = Slot(chosen.where, self.device, 1)
+        self.finish(slot, run.config, chosen.status, chosen.error, chosen.seconds)
+
+    def cancel(self) -> None:
+        """Cancel every outstanding task; running ones are killed before they write."""
+        import ray
+
+        for ref in self.pending:
+            try:
+                ray.cancel(ref, force=True)
+            except Exception:  # noqa: BLE001 - already finished, or the cluster is gone
+                pass
+        self.pending.clear()
+
+
+def _outcome(ref: Any, run: _Run) -> _Outcome:
+    import ray
+
+    try:
+        _, status, error, seconds, where = ray.get(ref)
+        return _Outcome(status, error, seconds, where, written=True)
+    except ray.exceptions.RayTaskError as e:  # raised by the task itself: not by train
+        reason = f"the task raised {type(e.cause).__name__}: {e.cause}"
+    except ray.exceptions.RayError as e:  # its worker process or its node died
+        reason = f"worker died while running ({type(e).__name__}: {_first_line(e)})"
+    return _Outcome(FAILED, " ".join(reason.split())[:500],
+                    time.perf_counter() - run.submitted, "ray", written=False)
+
+
+def _first_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else "no reason given"
+
+
+def _is_search(config: RunConfig) -> bool:
+    from bench.methods import parse_method
+
+    return parse_method(config.method).kind == "search"
+
+
+def _resources_text(resources: dict[str, float]) -> str:
+    return f"{resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs"
+
+
+# --- the ``suite`` subcommand with ``--executor ray`` -----------------------------------------
+
+
+def connect(address: str | None) -> bool:
+    """Connect to the Ray cluster at ``address`` (None: start a local one) unless connected.
+
+    Returns:
+        True when this call connected (the caller then disconnects with ``ray.shutdown()``).
+
+    Raises:
+        UserError: Ray is not installed, or the cluster cannot be reached.
+    """
+    try:
+        import ray
+    except ImportError:
+        raise UserError("--executor ray needs Ray; install it with pip install -e '.[cluster]'"
+                        ) from None
+    if ray.is_initialized():
+        return False
+    options: dict[str, Any] = {"logging_level": logging.WARNING}
+    if address is None and not os.environ.get("RAY_ADDRESS"):
+        options["include_dashboard"] = False  # a local instance for this suite: nothing to show
+    try:
+        ray.init(address=address, **options)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        raise UserError(f"cannot reach the Ray cluster at {address!r}: {_first_line(e)}; start "
+                        "one with `ray start --head`, or leave --address out for a local one"
+                        ) from None
+    return True
+
+
+def check_cluster(device: str, location: str, address: str | None) -> None:
+    """The cluster can run the plan: GPUs when asked for, a shared store when it has nodes."""
+    import ray
+
+    from bench.sqlstore import is_database_url
+
+    resources = ray.cluster_resources()
+    if device == "cuda" and resources.get("GPU", 0) <= 0:
+        raise UserError(f"--gpus all asks each run for a GPU, but the Ray cluster has none "
+                        f"({_resources_text(resources)}); leave --gpus out to run on CPUs")
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    if not is_database_url(location) and (len(nodes) > 1 or str(address).startswith("ray://")):
+        raise UserError(
+            f"the store {location} is a SQLite file on this machine, but the Ray cluster has "
+            f"{len(nodes)} nodes (or is reached through Ray Client); give every node the same "
+            "store: --store postgresql+psycopg://USER@HOST:PORT/DB")
+
+
+def run_cli(args: Any) -> int:
+    """``python -m bench suite NAME --executor ray``: plan, connect, train, report.
+
+    Exit codes: 0 all runs done (or diverged), 1 some run failed, 130 interrupted.
+    """
+    from bench.sqlstore import is_database_url, safe_url
+    from bench.store import default_location, open_store
+    from bench.suite import load_suite
+
+    suite = load_suite(args.suite)  # malformed file, unknown names: before anything runs
+    if args.cpu_workers is not None:
+        raise UserError("--cpu-workers is for --executor local; with --executor ray every run "
+                        "asks for one CPU and the cluster runs as many as it has CPUs")
+    if args.gpus is not None and args.gpus.strip() != "all":
+        raise UserError(f"with --executor ray, --gpus takes 'all' (Ray places each run on a GPU "
+                        f"of the cluster), but got --gpus {args.gpus}")
+    if args.jobs_per_gpu < 1:
+        raise UserError(f"--jobs-per-gpu must be >= 1, but got {args.jobs_per_gpu}")
+    device = "cuda" if args.gpus is not None else "cpu"
+    plan = suite.plan(seeds=args.seeds, device=device, jobs_per_gpu=args.jobs_per_gpu)
+    location = args.store or default_location()
+    if not is_database_url(location) and "://" not in location:
+        location = str(Path(location).resolve())  # Ray workers do not run in our folder
+    if args.dry_run:
+        print(dry_run_text(suite.name, plan, location, [Slot("ray", device, 1)]))
+        return 0
+    started_ray = connect(args.address)
+    try:
+        check_cluster(device, location, args.address)
+        print(f"suite {suite.name}: {suite.description}\nstore: {safe_url(location)}",
+              flush=True)
+        with open_store(location) as store:
+            return _run(args, suite, plan, store, location, device)
+    finally:
+        if started_ray:
+            import ray
+
+            ray.shutdown()
+
+
+def _run(args: Any, suite: Any, plan: list[RunConfig], store: Any, location: str,
+         device: str) -> int:
+    env: dict[str, Any] = {"executor": "ray"}
+    if device == "cuda":
+        env["jobs_per_gpu"] = args.jobs_per_gpu
+    if args.search_workers > 1:
+        env["search_workers"] = args.search_workers
+        _create_optuna_tables(location)
+    executor = RayScheduler(store, location, device=device, jobs_per_gpu=args.jobs_per_gpu,
+                            search_workers=args.search_workers, worker_env=env)
+    restore = sigterm_as_interrupt()
+    started = time.perf_counter()
+    try:
+        summary = executor.run(plan)
+    except KeyboardInterrupt:
+        s = executor.summary
+        print(f"interrupted: {s.finished} runs finished and stored, {s.interrupted} running "
+              "cancelled; run the same command again to resume", flush=True)
+        return 130
+    finally:
+        restore()
+    print(summary_text(summary, time.perf_counter() - started), flush=True)
+    if not args.no_report:
+        write_report(suite, plan, store)
+    return 1 if summary.failed else 0
+
+
+def _create_optuna_tables(location: str) -> None:
+    """Create Optuna's tables once, here, before K tasks of a search open the database at once."""
+    from bench.methods.search import storage_url
+    from bench.sqlstore import is_database_url
+    from bench.store import as_default_store
+
+    if not is_database_url(location) and not os.environ.get("BENCH_OPTUNA_STORAGE"):
+        return  # SQLite beside the store: created under SQLite's lock, no race
+    with as_default_store(location):
+        url = storage_url()
+    from baselines.search import make_storage
+
+    make_storage(url)
