@@ -148,11 +148,14 @@ class RayScheduler(Scheduler):
         super().__init__([slot], store, location, worker_env=worker_env,
                          progress=progress or Progress([slot], live=False))
         self.device, self.search_workers = device, search_workers
-        self.resources: dict[str, float] = (
-            {"num_gpus": 1.0 / jobs_per_gpu, "num_cpus": 1} if device == "cuda"
+        # A GPU run gets a fresh process (max_calls=1, which Ray accepts only here, not in
+        # .options()): CUDA, once initialised, keeps its GPU whatever CUDA_VISIBLE_DEVICES Ray
+        # sets for the next task.
+        resources: dict[str, float] = (
+            {"num_gpus": 1.0 / jobs_per_gpu, "num_cpus": 1, "max_calls": 1} if device == "cuda"
             else {"num_cpus": 1}
         )
-        self.task = ray.remote(run_task)
+        self.task = ray.remote(**resources)(run_task)
         self.pending: dict[Any, _Run] = {}  # task reference -> its run
         self.optuna_storage = os.environ.get("BENCH_OPTUNA_STORAGE")
 
@@ -187,7 +190,7 @@ class RayScheduler(Scheduler):
             run = _Run(config, tasks, time.perf_counter(), now_iso())
             for k in range(tasks):
                 name = f"{TASK_PREFIX} {config.run_id}" + (f" worker {k}" if tasks > 1 else "")
-                ref = self.task.options(name=name, max_retries=0, **self.resources).remote(
+                ref = self.task.options(name=name, max_retries=0).remote(
                     config.to_dict(), self.store_path, self.worker_env, self.optuna_storage)
                 self.pending[ref] = run
             count += 1
