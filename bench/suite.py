@@ -55,6 +55,11 @@ BUDGET_KEYS = ("steps", "epochs", "seconds")
 LEARNED_FROM = "learned_from"
 # Options the suite may not set: the scheduler owns them.
 RESERVED_OPTIONS = ("jobs_per_gpu", "parent", LEARNED_FROM)
+# The run options the training loop reads (``bench.train``; ``storage``: a search's Optuna
+# storage). Every option is part of the run id, so a misspelt one would silently make new runs
+# that differ in nothing: it is an error instead. ``bench.train.OPTIONS`` wins when it exists.
+RUN_OPTIONS = ("batch_size", "eval_every", "hyper_every", "check_every", "warmup_steps",
+               "diverge_factor", "storage")
 
 
 @dataclass(frozen=True)
@@ -70,14 +75,20 @@ class Group:
     rerun_learned: bool = False
     line: int = 0
 
-    def configs(self, seeds: tuple[int, ...] | None, device: str) -> list[RunConfig]:
-        """The group's runs: workloads x methods x seeds x budgets, dependents after parents."""
+    def configs(self, seeds: tuple[int, ...] | None, device: str,
+                extra: dict[str, Any] | None = None) -> list[RunConfig]:
+        """The group's runs: workloads x methods x seeds x budgets, dependents after parents.
+
+        ``extra`` options (the scheduler's) are added to every run before ids are taken, so a
+        dependent's ``learned_from`` names its parent's final id.
+        """
+        options = tuple(sorted((dict(self.options) | (extra or {})).items()))
         out: list[RunConfig] = []
         dependents: list[RunConfig] = []
         for workload, method, seed, budget in itertools.product(
             self.workloads, self.methods, seeds or self.seeds, self.budgets
         ):
-            config = RunConfig(workload, method, seed, budget, device, self.options)
+            config = RunConfig(workload, method, seed, budget, device, options)
             out.append(config)
             if self.rerun_learned and is_hyperoptimized(method):
                 dependents.append(config.with_options(**{LEARNED_FROM: config.run_id}))
@@ -114,26 +125,11 @@ class Suite:
         seen: set[str] = set()
         plan: list[RunConfig] = []
         for group in self.groups:
-            for config in group.configs(seeds, device):
-                if extra:
-                    config = _with_extra(config, extra)
+            for config in group.configs(seeds, device, extra):
                 if config.run_id not in seen:
                     seen.add(config.run_id)
                     plan.append(config)
         return plan
-
-
-def _with_extra(config: RunConfig, extra: dict[str, Any]) -> RunConfig:
-    """Add scheduler options; a dependent's ``learned_from`` must follow its parent's new id."""
-    parent = config.option(LEARNED_FROM)
-    if parent is None:
-        return config.with_options(**extra)
-    base = {k: v for k, v in config.options if k != LEARNED_FROM}
-    parent_config = RunConfig(
-        config.workload, config.method, config.seed, config.budget, config.device,
-        tuple(sorted(base.items())),
-    ).with_options(**extra)
-    return parent_config.with_options(**{LEARNED_FROM: parent_config.run_id})
 
 
 # --- finding and loading suites -------------------------------------------------------------
@@ -282,10 +278,14 @@ class _Parser:
     def options(self, value: Any, start: int) -> tuple[tuple[str, Any], ...]:
         if not isinstance(value, dict):
             raise self.error(f"options must be a table, but got {value!r}", "options", start)
+        valid = run_options()
         for key in value:
             if key in RESERVED_OPTIONS:
                 raise self.error(f"option {key!r} is set by the scheduler, not by a suite; "
                                  "remove it", key, start)
+            if self.validate and key not in valid:
+                raise self.error(f"unknown option {key!r}; valid options: {', '.join(valid)}",
+                                 key, start)
         return tuple(sorted(value.items()))
 
     def flag(self, value: Any, key: str, start: int) -> bool:
@@ -332,6 +332,15 @@ class _Parser:
                     message += f"\nvalid methods:\n{describe_methods()}"
                 raise self.error(f"in method {m!r}: {message}", "methods", group.line) from None
         return Group(**{**group.__dict__, "methods": tuple(dict.fromkeys(canonical))})
+
+
+def run_options() -> tuple[str, ...]:
+    """The option names a run may carry (see ``RUN_OPTIONS``)."""
+    try:
+        from bench import train
+    except ImportError:  # pragma: no cover - the loop is part of the package
+        return RUN_OPTIONS
+    return tuple(getattr(train, "OPTIONS", RUN_OPTIONS))
 
 
 def _fmt(value: Any) -> str:
@@ -383,7 +392,8 @@ def plain_method(parent_method: str, values: dict[str, float]) -> str:
 
     ``adam(lr=1e-3)/sgd(1e-5)`` with ``{"lr": 0.0021}`` gives ``adam(lr=0.0021)``; keyword
     arguments of level 0 that were not learned are kept, a leading positional one (the step size)
-    is replaced when ``lr`` was learned. The level's ``^...`` marker (what is learned) is dropped.
+    is replaced when ``lr`` was learned. What the level above learned (``learn=``, ``lr_per=``, or
+    a ``^...`` marker) is dropped: nothing is above it any more.
     """
     prefix = ""
     body = parent_method
@@ -398,7 +408,8 @@ def plain_method(parent_method: str, values: dict[str, float]) -> str:
     for i, arg in enumerate(a.strip() for a in _split_args(args)):
         if "=" in arg:
             k, v = (s.strip() for s in arg.split("=", 1))
-            kept[k] = v
+            if k not in ("learn", "lr_per"):  # what a level above learns: no level above now
+                kept[k] = v
         elif i == 0:
             kept["lr"] = arg
     for k, v in values.items():

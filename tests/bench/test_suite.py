@@ -165,6 +165,7 @@ def test_plain_method_takes_level_0_with_learned_values():
     assert plain_method("adam(0.001, beta2=0.99)/adam(lr=1e-5)",
                         {"lr": 0.002, "beta1": 0.85}) == "adam(lr=0.002, beta1=0.85, beta2=0.99)"
     assert plain_method("gdtuo:sgd(0.01)/sgd(1e-4)", {"lr": 0.5}) == "gdtuo:sgd(lr=0.5)"
+    assert plain_method("rmsprop(0.01, learn=lr)/sgd(1e-4)", {"lr": 0.02}) == "rmsprop(lr=0.02)"
     assert is_hyperoptimized("adam(lr=0.001)/sgd(1e-5)")
     assert not is_hyperoptimized("sgd(lr=0.1, momentum=0.9)+cosine")
     assert not is_hyperoptimized("sgd-hd(lr=0.001)")
@@ -285,4 +286,15 @@ def test_the_scheduler_owns_some_options(tmp_path):
         methods = ["sgd(0.1)"]
     """)
     with pytest.raises(UserError, match=r":1: option 'jobs_per_gpu' is set by the scheduler"):
+        load_suite(path)
+
+
+def test_a_misspelt_option_is_an_error_not_a_new_run_id(tmp_path):
+    path = write(tmp_path, """
+        [[group]]
+        workloads = ["mnist-mlp"]
+        methods = ["sgd(0.1)"]
+        options = { batchsize = 32 }
+    """)
+    with pytest.raises(UserError, match=r":4: unknown option 'batchsize'; valid options: .*batch"):
         load_suite(path)
