@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,6 +22,53 @@ def bench_data_dir() -> Path:
     if not path.is_dir():
         pytest.fail(f"BENCH_DATA_DIR={value} is not a directory")
     return path
+
+
+# --- MNIST batches (hypergrad tests, benchmarks) -------------------------------------------------
+
+
+def _read_idx(path: Path) -> Any:
+    """An idx file (gzip) as a numpy array: magic number, one uint32 per dimension, uint8 data."""
+    import gzip
+
+    import numpy as np
+
+    with gzip.open(path, "rb") as f:
+        data = f.read()
+    ndim = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+@pytest.fixture(scope="session")
+def mnist_arrays(bench_data_dir: Path) -> tuple[Any, Any]:
+    """The first 4,096 real MNIST training images (uint8, ``(n, 28, 28)``) and labels."""
+    folder = bench_data_dir / "mnist"
+    images = _read_idx(folder / "train-images-idx3-ubyte.gz")[:4096]
+    labels = _read_idx(folder / "train-labels-idx1-ubyte.gz")[:4096]
+    return images, labels
+
+
+@pytest.fixture(scope="session")
+def mnist_batches(mnist_arrays: tuple[Any, Any]) -> Callable[..., list[tuple[Any, Any]]]:
+    """A factory of real MNIST batches: ``mnist_batches(n_images=512, batch_size=64,
+    dtype=torch.float32, device="cpu")`` -> ``[(x, y), ...]``, ``x`` of shape ``(batch, 784)``
+    normalised with the usual mean 0.1307 and std 0.3081, ``y`` int64 labels; the first
+    ``n_images`` training images, in order."""
+    import torch
+
+    images, labels = mnist_arrays
+
+    def make(n_images: int = 512, batch_size: int = 64, dtype: Any = torch.float32,
+             device: Any = "cpu") -> list[tuple[Any, Any]]:
+        if n_images > len(images):
+            raise ValueError(f"mnist_batches holds {len(images)} images, asked for {n_images}")
+        x = torch.from_numpy(images[:n_images].astype("float32") / 255.0)
+        x = ((x - 0.1307) / 0.3081).reshape(n_images, 784).to(device, dtype)
+        y = torch.from_numpy(labels[:n_images].astype("int64")).to(device)
+        return [(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, n_images, batch_size)]
+
+    return make
 
 
 # --- a small real results store (bench/report, bench/compare) ------------------------------------

@@ -1,0 +1,838 @@
+r"""The shared hypergradient mechanism: how a level learns from the next loss, and how levels stack.
+
+Every optimizer in ``hypergrad`` is a :class:`Tower`: a ``torch.optim.Optimizer`` whose learned
+hyperparameters may be trained by another ``Tower`` above it (``hyper``), itself trained by the
+next one, and so on; the top level's hyperparameters are fixed.
+
+How a hypergradient is computed (no second-order derivatives, no ``create_graph=True``):
+level :math:`k` moves its parameters :math:`P_k` by :math:`\Delta_k(H_k)`, a function of its raw
+hyperparameters :math:`H_k` (level 0's parameters are the model's weights; level :math:`k \ge 1`'s
+are the raw hyperparameters :math:`H_{k-1}` of the level below). The next loss depends on
+:math:`H_k` only through that last update, so its gradient is a vector-Jacobian product:
+
+.. math::
+    G_0 = \nabla_{W} L_{t+1}, \qquad
+    G_{k+1} = \frac{\partial L_{t+1}}{\partial H_k}
+            = \Bigl(\frac{\partial \Delta_k}{\partial H_k}\Bigr)^{\!\top} G_k .
+
+Each level keeps, per tensor, what it needs to form :math:`\partial\Delta_k/\partial H_k` at
+the next step (its optimizer state, plus a trace such as the last direction), and each optimizer
+family writes the products with its Jacobian columns in closed form (its ``_vjp``). One
+``step()`` then runs:
+
+1. bottom-up: :math:`G_1, G_2, \dots` from the new weight gradients and the saved traces (zeros
+   at the first step: nothing has been updated yet);
+2. top-down: the top level updates :math:`H_{h-1}` with :math:`G_h`, the level below updates
+   :math:`H_{h-2}` with the new values, ..., and level 0 updates the weights in place.
+
+This is the order of the reference implementation (Chandra et al.'s ``gdtuo``), whose numbers it
+reproduces: every level steps at every step, the first with zero hypergradients.
+
+Raw values and their parametrisations follow the paper: :math:`\beta_1, \beta_2, \gamma` through
+:math:`(\tanh x + 1)/2`, RMSProp's step size stored as its square root. The learned values (not the
+raw ones) live in ``param_groups`` as tensors (0-d, or 1-d for a step size per tensor), so that
+what reads or writes ``group["lr"]`` (a scheduler, a logger, a checkpoint) sees the value in use;
+a value written there from outside (replaced, or filled in place as ``LRScheduler`` does) is taken
+up at the next ``step()``.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from hypergrad._errors import HypergradError
+
+LR_PER = ("optimizer", "group", "tensor")
+"""Where a learned step size lives: one for the optimizer, one per param group, one per tensor."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Parametrisations: value = forward(raw)
+
+
+@dataclass(frozen=True)
+class Parametrisation:
+    """How a learned hyperparameter is kept valid: ``value = f(raw)``.
+
+    Attributes:
+        name: a short label.
+        forward: raw tensor -> (value, d value / d raw), elementwise.
+        number: the same for one Python float (the CPU path).
+        inverse: value -> raw (tensors).
+    """
+
+    name: str
+    forward: Callable[[Tensor], tuple[Tensor, Tensor]]
+    number: Callable[[float], tuple[float, float]]
+    inverse: Callable[[Tensor], Tensor]
+
+
+def _unit(x: Tensor) -> tuple[Tensor, Tensor]:
+    t = x.tanh()
+    return (t + 1.0) / 2.0, (1.0 - t * t) / 2.0  # gdtuo's clamp, and its autograd derivative
+
+
+def _unit_number(x: float) -> tuple[float, float]:
+    t = math.tanh(x)
+    return (t + 1.0) / 2.0, (1.0 - t * t) / 2.0
+
+
+def _unit_inverse(y: Tensor) -> Tensor:
+    z = y * 2.0 - 1.0
+    return ((1.0 + z) / (1.0 - z)).log() / 2.0  # gdtuo's unclamp, operation for operation
+
+
+def _identity(x: Tensor) -> tuple[Tensor, Tensor]:
+    return x.clone(), torch.ones_like(x)
+
+
+def _identity_number(x: float) -> tuple[float, float]:
+    return x, 1.0
+
+
+def _square(x: Any) -> tuple[Any, Any]:
+    return x * x, x * 2.0
+
+
+IDENTITY = Parametrisation("identity", _identity, _identity_number, torch.clone)
+SQUARE = Parametrisation("square", _square, _square, torch.sqrt)
+"""The value is the square of the raw number (the paper's RMSProp step size)."""
+UNIT = Parametrisation("unit", _unit, _unit_number, _unit_inverse)
+"""The value is ``(tanh(raw) + 1) / 2``, always in (0, 1) (the paper's betas and gamma)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Small arithmetic shared by the kernels: hyperparameters are Python floats (fixed) or tensors
+# (learned), and the float path must be torch.optim's operation for operation.
+
+
+def axmy_(y: Tensor, x: Tensor, a: float | Tensor) -> Tensor:
+    """``y -= a * x`` in place (torch's ``param.add_(d, alpha=-lr)`` for a number)."""
+    if isinstance(a, Tensor):
+        return y.addcmul_(x, a, value=-1)
+    return y.add_(x, alpha=-a)
+
+
+def dot(a: Tensor, b: Tensor) -> Tensor:
+    """The 0-d inner product of two same-shaped tensors."""
+    if a.dim() == 1:
+        return torch.dot(a, b)
+    if a.is_contiguous() and b.is_contiguous():
+        return torch.dot(a.view(-1), b.view(-1))
+    return (a * b).sum()
+
+
+def dot_number(a: Tensor, b: Tensor) -> float:
+    """The inner product as a Python float (the CPU path: reading it costs nothing there)."""
+    return dot(a, b).item()
+
+
+def times(a: Tensor, b: Tensor) -> Tensor:
+    """The elementwise product: the "inner product" of a value learned per element."""
+    return a * b
+
+
+Inner = Callable[[Tensor, Tensor], Any]
+"""``dot`` (a 0-d tensor), ``dot_number`` (a float, on the CPU) or ``times`` (elementwise, for a
+value learned per element). The families combine what it returns with operators only."""
+
+
+def as_number(value: Any, name: str, owner: str) -> float:
+    """A hyperparameter given as an int/float (or a 0-d tensor), as a float; bools are refused."""
+    if isinstance(value, Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise HypergradError(f"{owner}: {name} must be a number, but got {name}={value!r}")
+    return float(value)
+
+
+def check(ok: bool, owner: str, name: str, rule: str, value: Any) -> None:
+    """Raise the standard error when ``ok`` is false: ``adam: lr must be > 0, but got lr=-1.0``."""
+    if not ok:
+        raise HypergradError(f"{owner}: {name} must be {rule}, but got {name}={value!r}")
+
+
+def positive(value: float) -> bool:
+    return math.isfinite(value) and value > 0.0
+
+
+def non_negative(value: float) -> bool:
+    return math.isfinite(value) and value >= 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# The base class
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """Where one learned hyperparameter lives in its level's raw vector: ``raw[start:stop]``."""
+
+    name: str
+    start: int
+    stop: int
+    per: str  # "optimizer" | "group" | "tensor"
+    param: Parametrisation
+
+
+class Tower(torch.optim.Optimizer):
+    """A ``torch.optim.Optimizer`` whose learned hyperparameters another optimizer trains.
+
+    Subclasses (one per optimizer family) give ``name``, ``learnable``, argument validation, the
+    update of a param group (``_step_group``) and the Jacobian columns of that update with respect
+    to the learned hyperparameters, applied to the new gradient (``_vjp``). Everything else is
+    here: the raw hyperparameter vector, the stacking of levels, ``step()``, ``state_dict()``,
+    ``hyperparameters()``.
+
+    Constructed without ``params``, an optimizer is *unbound*: a description of a level, to be
+    passed as ``hyper=`` (``hypergrad.SGD(lr=1e-5)``). Bound levels above level 0 are built from
+    it and train the raw hyperparameters of the level below; only level 0's ``step()`` is called.
+
+    Attributes:
+        hyper: the bound optimizer one level up, or ``None`` at the top.
+    """
+
+    name: ClassVar[str] = ""
+    learnable: ClassVar[dict[str, Parametrisation]] = {}
+    """The hyperparameters this family can learn, in canonical order, with their parametrisation."""
+    cpu_floats: ClassVar[bool] = True
+    """On the CPU, hand the kernels Python floats (faster); ``False`` takes the accelerator's
+    tensor path everywhere (the tests use it to check that path on machines without one)."""
+
+    # -- construction ------------------------------------------------------------------------
+
+    def __init__(
+        self,
+        params: Iterable[Any] | None,
+        defaults: dict[str, Any],
+        *,
+        learn: str | Iterable[str] | None = None,
+        lr_per: str = "optimizer",
+        hyper: Tower | str | None = None,
+    ) -> None:
+        self._level: int = self.__dict__.get("_level", 0)
+        if isinstance(params, (int, float)) and not isinstance(params, bool):
+            raise HypergradError(
+                f"{self.name}: the first argument is params, but got the number {params!r}; "
+                f"write lr={params!r} (unbound: {type(self).__name__}(lr={params!r}))"
+            )
+        if lr_per not in LR_PER:
+            raise HypergradError(
+                f"{self.name}: lr_per must be one of {', '.join(LR_PER)}, but got lr_per={lr_per!r}"
+            )
+        self._learn_arg = learn
+        self._learn = self._resolve_learn(learn, defaults)
+        self._lr_per = lr_per
+        self._hyper_spec = _as_unbound(hyper)
+        self._config = self._validate(dict(defaults), self._learned())
+        self.hyper: Tower | None = None
+        self._raw: Tensor | None = None
+        self._slots: dict[str, _Slot] = {}
+        self._bound = params is not None
+        if params is None:
+            return
+        self._constructing = True
+        super().__init__(params, dict(self._config))
+        self._constructing = False
+        if self._hyper_spec is not None:
+            self._attach_hyper()
+
+    def _bind(self, params: list[Tensor], level: int) -> Tower:
+        """A bound copy of this (unbound) level over ``params``, at tower level ``level``."""
+        cls = type(self)
+        obj = cls.__new__(cls)
+        obj._level = level
+        obj.__init__(params, **self._config, learn=self._learn_arg, lr_per=self._lr_per,
+                     hyper=self._hyper_spec)
+        return obj
+
+    @classmethod
+    def _default_learn(cls, config: dict[str, Any]) -> tuple[str, ...]:
+        """What is learned when ``learn`` is not given (the paper's choice)."""
+        return tuple(cls.learnable)
+
+    @classmethod
+    def _resolve_learn(cls, learn: Any, config: dict[str, Any]) -> tuple[str, ...]:
+        if learn is None:
+            return cls._default_learn(config)
+        names = [learn] if isinstance(learn, str) else list(learn)
+        valid = ", ".join(cls.learnable)
+        for n in names:
+            if n not in cls.learnable:
+                raise HypergradError(
+                    f"{cls.name}: cannot learn {n!r}; learnable hyperparameters: {valid}"
+                )
+        if not names:
+            raise HypergradError(
+                f"{cls.name}: learn is empty; name at least one of {valid} (learn=lr)"
+            )
+        return tuple(n for n in cls.learnable if n in names)
+
+    def _validate(self, config: dict[str, Any], learned: frozenset[str]) -> dict[str, Any]:
+        """Check the arguments and return them normalised (floats); subclasses extend."""
+        raise NotImplementedError
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        if self._raw is not None and not getattr(self, "_constructing", False):
+            raise HypergradError(
+                f"{self.name}: add_param_group after construction would change the learned "
+                "hyperparameters' layout; pass every param group to the constructor"
+            )
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        given = {k: group[k] for k in self._config}
+        group.update(self._validate(given, self._learned()))
+
+    def _learned(self) -> frozenset[str]:
+        """What a level above learns (nothing at the top, whatever ``learn`` says)."""
+        return frozenset(self._learn) if self._hyper_spec is not None else frozenset()
+
+    # -- the learned hyperparameters ---------------------------------------------------------
+
+    def _scope(self, name: str) -> str:
+        if name == "lr":
+            return self._lr_per
+        return "optimizer" if self._lr_per == "optimizer" else "group"
+
+    def _tensor_count(self, group: dict[str, Any]) -> int:
+        """Slots of a per-tensor step size in a group: its tensors at level 0, else the elements
+        of the one raw vector it trains (each a hyperparameter of the level below)."""
+        if self._level == 0:
+            return len(group["params"])
+        return group["params"][0].numel()
+
+    def _get(self, group: dict[str, Any], name: str) -> Any:
+        """The value of hyperparameter ``name`` as the group holds it (families may remap)."""
+        return group[name]
+
+    def _put(self, group: dict[str, Any], name: str, value: Any) -> None:
+        group[name] = value
+
+    def _hp_names(self) -> tuple[str, ...]:
+        """The names the family's kernels read from ``hp`` (``_get`` maps them to the group)."""
+        return tuple(self._config)
+
+    def _attach_hyper(self) -> None:
+        """Build the raw vector of the learned hyperparameters and bind the level above to it."""
+        first = next(p for g in self.param_groups for p in g["params"])
+        dtype = first.dtype if first.dtype in (torch.float32, torch.float64) else torch.float32
+        offsets, start = [], 0
+        for group in self.param_groups:
+            offsets.append(start)
+            start += self._tensor_count(group)
+        self._tensor_offsets = offsets
+        values: list[Tensor] = []
+        start = 0
+        for name in self._learn:
+            per = self._scope(name)
+            given = [as_number(self._get(g, name), name, self.name) for g in self.param_groups]
+            if per == "optimizer":
+                if len(set(given)) > 1:
+                    raise HypergradError(
+                        f"{self.name}: {name} is learned once for the optimizer (lr_per="
+                        f"'optimizer'), but the param groups start at different values {given}; "
+                        "give them one value or use lr_per='group'"
+                    )
+                vals = given[:1]
+            elif per == "group":
+                vals = given
+            else:
+                vals = [v for g, v in zip(self.param_groups, given, strict=True)
+                        for _ in range(self._tensor_count(g))]
+            n = len(vals)
+            self._slots[name] = _Slot(name, start, start + n, per, self.learnable[name])
+            values.append(torch.tensor(vals, dtype=dtype, device=first.device))
+            start += n
+        raw = torch.cat([self._slots[n].param.inverse(v) for n, v in zip(self._learn, values,
+                                                                          strict=True)])
+        self._raw = raw
+        self._slot_list = list(self._slots.values())
+        self._names = frozenset(self._slots)
+        self._elementwise = self._level > 0 and any(s.per == "tensor" for s in self._slot_list)
+        assert self._hyper_spec is not None
+        self.hyper = self._hyper_spec._bind([raw], self._level + 1)
+        self._refresh()
+
+    def _refresh(self) -> None:
+        """Recompute the learned values from the raw vector and write them into param_groups.
+
+        On the CPU the values are Python floats (in param_groups as ``torch.optim`` keeps its
+        own; a handful of tensor operations per level would cost more than the arithmetic).
+        On an accelerator they are tensors (0-d views), so that ``step()`` never waits for the
+        device. A value per tensor is a 1-d tensor in param_groups either way.
+        """
+        raw = self._raw
+        assert raw is not None
+        slots = list(self._slots.values())
+        cpu = raw.device.type == "cpu" and self.cpu_floats
+        if cpu:
+            raws = raw.tolist()
+            pairs = [s.param.number(x) for s in slots for x in raws[s.start:s.stop]]
+            self._numbers: list[float] | None = [v for v, _ in pairs]
+            if raw.dtype == torch.float32:  # the values a float32 tensor would hold
+                self._numbers = array("f", self._numbers).tolist()
+            self._dval: Any = [d for _, d in pairs]
+            self._values: Tensor | None = None
+        else:
+            tensors = [s.param.forward(raw[s.start:s.stop]) for s in slots]
+            self._values = torch.cat([v for v, _ in tensors])
+            self._dval = torch.cat([d for _, d in tensors])
+            self._numbers = None
+        self._used: list[dict[str, Any]] = []
+        self._written: list[dict[str, tuple[Any, int]]] = []
+        shared: dict[tuple[str, int], Any] = {}
+        for gi, group in enumerate(self.param_groups):
+            used: dict[str, Any] = {}
+            for s in slots:
+                a, b = self._slot_range(s, gi, group)
+                value = shared.get((s.name, a))
+                if value is None:
+                    if s.per != "tensor":
+                        value = self._numbers[a] if cpu else self._values[a]  # type: ignore
+                    elif cpu and self._level == 0:
+                        value = torch.tensor(self._numbers[a:b], dtype=raw.dtype)  # type: ignore
+                    elif cpu:
+                        value = s.param.forward(raw[s.start:s.stop])[0]
+                    else:
+                        value = self._values[a:b]  # type: ignore[index]
+                    shared[s.name, a] = value
+                self._put(group, s.name, value)
+                if cpu and s.per == "tensor" and self._level == 0:
+                    used[s.name] = self._numbers[a:b]  # type: ignore[index]
+                else:
+                    used[s.name] = value
+            self._used.append(used)
+            self._written.append({n: (self._get(group, n), getattr(self._get(group, n),
+                                                                   "_version", -1))
+                                  for n in used})
+
+    def _slot_range(self, s: _Slot, gi: int, group: dict[str, Any]) -> tuple[int, int]:
+        """The part of the raw vector that group ``gi`` reads for slot ``s``."""
+        if s.per == "tensor" and self._level == 0:
+            a = s.start + self._tensor_offsets[gi]
+            return a, a + len(group["params"])
+        if s.per == "tensor":
+            return s.start, s.stop
+        a = s.start + (gi if s.per == "group" else 0)
+        return a, a + 1
+
+    def _sync_external(self) -> None:
+        """Take up learned values written into param_groups from outside since the last step."""
+        raw = self._raw
+        assert raw is not None
+        for gi, group in enumerate(self.param_groups):
+            for name, (obj, version) in self._written[gi].items():
+                current = self._get(group, name)
+                if current is obj and getattr(current, "_version", -1) == version:
+                    continue
+                s = self._slots[name]
+                a, b = self._slot_range(s, gi, group)
+                value = torch.as_tensor(current, dtype=raw.dtype, device=raw.device).detach()
+                raw[a:b] = s.param.inverse(value.reshape(-1) if value.dim() else value)
+                self._written[gi][name] = (current, -2)  # re-read only if written again
+
+    def _hparams(self, gi: int, group: dict[str, Any]) -> dict[str, Any]:
+        """The hyperparameters of group ``gi`` for an update: learned values used at the last
+        refresh, the others as the group holds them."""
+        hp = {name: self._get(group, name) for name in self._hp_names()}
+        if self._raw is not None:
+            hp.update(self._used[gi])
+        return hp
+
+    def _lrs(self, hp: dict[str, Any], kept: list[int]) -> list[Any]:
+        """The step size of each kept tensor of a group (one per tensor at level 0 when per
+        tensor; a vector over the raw hyperparameters above level 0)."""
+        lr = hp["lr"]
+        if self._lr_per_tensor_at_0:
+            return [lr[i] for i in kept]
+        return [lr] * len(kept)
+
+    @property
+    def _lr_per_tensor_at_0(self) -> bool:
+        s = self._slots.get("lr")
+        return s is not None and s.per == "tensor" and self._level == 0
+
+    # -- one step ----------------------------------------------------------------------------
+
+    def _with_grads(self, group: dict[str, Any], valid_only: bool,
+                    ) -> tuple[list[int], list[Tensor], list[Tensor], list[dict[str, Any]]]:
+        """The tensors of a group that have a gradient (and, with ``valid_only``, whose trace
+        is from the last step): their indices, the tensors, their gradients and states."""
+        kept, params, grads, states = [], [], [], []
+        state = self.state
+        for i, p in enumerate(group["params"]):
+            g = p.grad
+            if g is None:
+                continue
+            if valid_only:
+                st = state.get(p)
+                if st is None or not st.get("hg_valid"):
+                    continue
+            else:
+                st = state[p]
+            kept.append(i)
+            params.append(p)
+            grads.append(g)
+            states.append(st)
+        return kept, params, grads, states
+
+    def _update(self) -> None:
+        """This level's update of its own parameters from their ``.grad``, recording the trace
+        the next hypergradient needs when a level above learns from it."""
+        learned = frozenset(self._learn) if self._raw is not None else frozenset()
+        for gi, group in enumerate(self.param_groups):
+            kept, params, grads, states = self._with_grads(group, False)
+            if learned and len(kept) < len(group["params"]):
+                for p in group["params"]:
+                    if p.grad is None and p in self.state:
+                        self.state[p]["hg_valid"] = False
+            if not kept:
+                continue
+            if any(g.is_sparse for g in grads):
+                raise HypergradError(f"{self.name}: sparse gradients are not supported")
+            hp = self._hparams(gi, group)
+            self._step_group(hp, params, grads, states, self._lrs(hp, kept), learned)
+            if learned:
+                for st in states:
+                    st["hg_valid"] = True
+
+    def _hypergradient(self) -> Tensor:
+        """:math:`G_{k+1}`: the gradient of the loss whose gradients now sit in this level's
+        ``.grad`` with respect to its raw hyperparameters, through its last update."""
+        raw = self._raw
+        assert raw is not None
+        slots = self._slot_list
+        elementwise = self._elementwise
+        numbers = isinstance(self._dval, list) and not elementwise  # all in Python floats
+        inner = times if elementwise else dot_number if numbers else dot
+        found: dict[int, list[Any]] = {}  # raw index (or slot start) -> contributions
+        scales: dict[str, float] = {}
+        for gi, group in enumerate(self.param_groups):
+            valid, params, grads, states = self._with_grads(group, True)
+            if not valid:
+                continue
+            hp = self._hparams(gi, group)
+            contributions = self._vjp(hp, params, grads, states, self._lrs(hp, valid),
+                                      self._names, inner)
+            for name, (values, scale) in contributions.items():
+                s = self._slots[name]
+                scales[name] = scale
+                if s.per == "tensor" and self._level == 0:
+                    a = s.start + self._tensor_offsets[gi]
+                    for i, v in zip(valid, values, strict=True):
+                        found[a + i] = [v]
+                else:
+                    found.setdefault(s.start + (gi if s.per == "group" else 0), []).extend(values)
+        if not found:
+            return torch.zeros_like(raw)
+        if numbers:
+            dval = self._dval
+            out_numbers = [0.0] * raw.numel()
+            for s in slots:
+                scale = scales.get(s.name, 1.0)
+                for j in range(s.start, s.stop):
+                    values = found.get(j)
+                    if values is not None:
+                        out_numbers[j] = math.fsum(values) * scale * dval[j]
+            return torch.tensor(out_numbers, dtype=raw.dtype)
+        cpu = isinstance(self._dval, list)
+        pieces: list[Tensor] = []
+        for s in slots:
+            scale = scales.get(s.name, 1.0)
+            if s.per == "tensor":  # one 1-d piece: per tensor (level 0) or per element
+                if self._level > 0:
+                    piece = found.get(s.start, [None])[0]
+                else:
+                    parts = [found.get(j, [None])[0] for j in range(s.start, s.stop)]
+                    piece = None if all(x is None for x in parts) else torch.stack(
+                        [raw.new_zeros(()) if x is None else x.to(raw.dtype) for x in parts])
+                if piece is None:
+                    pieces.append(raw.new_zeros(s.stop - s.start))
+                    continue
+                dval = (s.param.forward(raw[s.start:s.stop])[1] if cpu
+                        else self._dval[s.start:s.stop])
+                pieces.append(piece * dval * scale if scale != 1.0 else piece * dval)
+                continue
+            for j in range(s.start, s.stop):
+                values = found.get(j)
+                if values is None:
+                    pieces.append(raw.new_zeros(()))
+                    continue
+                if elementwise:
+                    values = [v.sum() for v in values]
+                total = values[0] if len(values) == 1 else torch.stack(values).sum()
+                if cpu:
+                    factor = scale * self._dval[j]
+                    pieces.append(total * factor if factor != 1.0 else total)
+                else:
+                    pieces.append(total * (self._dval[j] * scale) if scale != 1.0
+                                  else total * self._dval[j])
+        if len(pieces) == 1:
+            out = pieces[0].reshape(1) if pieces[0].ndim == 0 else pieces[0]
+        elif all(p.ndim == 0 for p in pieces):
+            out = torch.stack(pieces)
+        else:
+            out = torch.cat([p.reshape(-1) for p in pieces])
+        if out.dtype != raw.dtype or out.device != raw.device:
+            out = out.to(raw.device, raw.dtype)
+        return out
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """One step of the whole tower.
+
+        1. Bottom-up: each learning level's hypergradient, from the gradients of the level below
+           and what it saved at the last step.
+        2. Top-down: each level updates the raw hyperparameters below it with the hypergradient,
+           the level below reads the new values; level 0 updates the weights in place.
+
+        Args:
+            closure: re-evaluates the model and returns the loss (``torch.optim``'s convention).
+        """
+        if self._level:
+            raise RuntimeError(
+                f"{self.name} is level {self._level} of a tower: call step() on level 0"
+            )
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        levels = self.levels
+        for level in levels[:-1]:
+            level._sync_external()
+        for lower in levels[:-1]:  # 1. bottom-up
+            assert lower._raw is not None
+            lower._raw.grad = lower._hypergradient()
+        for k in range(len(levels) - 1, -1, -1):  # 2. top-down
+            levels[k]._update()
+            if k:
+                levels[k - 1]._refresh()
+        return loss
+
+    # -- family interface --------------------------------------------------------------------
+
+    def _step_group(self, hp: dict[str, Any], params: list[Tensor], grads: list[Tensor],
+                    states: list[dict[str, Any]], lrs: list[Any], record: frozenset[str]) -> None:
+        """Update one group's tensors in place; when ``record`` names learned hyperparameters,
+        also save in each state what ``_vjp`` will need."""
+        raise NotImplementedError
+
+    def _vjp(self, hp: dict[str, Any], params: list[Tensor], grads: list[Tensor],
+             states: list[dict[str, Any]], lrs: list[Any], names: frozenset[str],
+             inner: Inner) -> dict[str, tuple[list[Tensor], float]]:
+        r"""The hypergradient contributions of one group: per learned value ``h`` in ``names``,
+        per tensor, ``inner(g, J)`` with ``g`` the tensor's new gradient and
+        :math:`J = \partial\Delta/\partial h` the Jacobian column of its last update (with
+        respect to the value, not the raw number), returned as ``(values, scale)``: the
+        contributions are ``scale * values[i]`` (``scale`` a Python number, applied once)."""
+        raise NotImplementedError
+
+    # -- reading, printing, saving -----------------------------------------------------------
+
+    @property
+    def levels(self) -> list[Tower]:
+        """This level and the ones above it, bottom first."""
+        out: list[Tower] = [self]
+        while out[-1].hyper is not None:
+            out.append(out[-1].hyper)  # type: ignore[arg-type]
+        return out
+
+    @property
+    def height(self) -> int:
+        """How many hyperoptimizers sit above this optimizer (0 for a plain optimizer)."""
+        n, spec = 0, self._hyper_spec
+        while spec is not None:
+            n, spec = n + 1, spec._hyper_spec
+        return n
+
+    def _keys(self) -> Iterator[tuple[str, Tower, int]]:
+        for k, level in enumerate(self.levels):
+            if level._raw is None:
+                break
+            for s in level._slots.values():
+                if s.per == "optimizer":
+                    yield f"{k}.{s.name}", level, s.start
+                else:
+                    for i in range(s.stop - s.start):
+                        yield f"{k}.{s.name}[{i}]", level, s.start + i
+
+    def hyperparameter_tensors(self) -> dict[str, Tensor]:
+        """Every learned hyperparameter at every level as a 0-d tensor, without a device sync.
+
+        Keys are ``"{level}.{name}"``, with ``"[i]"`` appended when the value is one per group or
+        per tensor (``"0.lr[3]"``). On an accelerator these are views of the values in use
+        (replaced, not modified, at each step); on the CPU, new tensors.
+        """
+        out = {}
+        for key, level, j in self._keys():
+            if level._values is not None:
+                out[key] = level._values[j]
+            else:
+                assert level._raw is not None and level._numbers is not None
+                out[key] = torch.tensor(level._numbers[j], dtype=level._raw.dtype)
+        return out
+
+    def hyperparameters(self) -> dict[str, float]:
+        """Every learned hyperparameter at every level, as floats (at most one device sync).
+
+        Same keys as :meth:`hyperparameter_tensors`; empty for a plain optimizer.
+        """
+        keys = list(self._keys())
+        if not keys:
+            return {}
+        if all(level._numbers is not None for _, level, _ in keys):
+            return {key: level._numbers[j] for key, level, j in keys}  # type: ignore[index]
+        vectors = [level._values.detach().to(torch.float64) for level in self.levels
+                   if level._raw is not None]  # type: ignore[union-attr]
+        numbers = torch.cat(vectors).tolist()  # the one sync
+        offsets, n = {}, 0
+        for level, vector in zip(self.levels, vectors, strict=False):
+            offsets[id(level)] = n
+            n += vector.numel()
+        return {key: numbers[offsets[id(level)] + j] for key, level, j in keys}
+
+    @classmethod
+    def _spec_defaults(cls) -> dict[str, Any]:
+        import inspect
+
+        sig = inspect.signature(cls.__init__)
+        config = {n: p.default for n, p in sig.parameters.items()
+                  if n not in ("self", "params", "learn", "lr_per", "hyper")}
+        return cls._config_to_spec(config)
+
+    @classmethod
+    def _config_to_spec(cls, config: dict[str, Any]) -> dict[str, Any]:
+        return dict(config)
+
+    @classmethod
+    def _spec_to_config(cls, args: dict[str, Any]) -> dict[str, Any]:
+        return dict(args)
+
+    def _spec_text(self, top: bool) -> str:
+        from hypergrad.tower import format_value
+
+        args = self._config_to_spec(self._config)
+        defaults = self._spec_defaults()
+        parts = [format_value(args.pop("lr"))]
+        for key, value in args.items():
+            if value != defaults.get(key):
+                parts.append(f"{key}={format_value(value)}")
+        if not top:
+            if set(self._learn) != set(self._default_learn(self._config)):
+                names = self._learn
+                parts.append("learn=" + (names[0] if len(names) == 1
+                                         else "(" + ", ".join(names) + ")"))
+            if self._lr_per != "optimizer":
+                parts.append(f"lr_per={self._lr_per}")
+        return f"{self.name}({', '.join(parts)})"
+
+    def __str__(self) -> str:
+        """The canonical spec of the tower from this level up: ``adam(0.001)/sgd(1e-5)``."""
+        chain: list[Tower] = [self]
+        while chain[-1]._hyper_spec is not None:
+            chain.append(chain[-1]._hyper_spec)  # type: ignore[arg-type]
+        return "/".join(t._spec_text(top=i == len(chain) - 1) for i, t in enumerate(chain))
+
+    def __getstate__(self) -> dict[str, Any]:
+        # torch.optim keeps only defaults, state and param_groups: a tower is more than that
+        return self.__dict__.copy()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if not self.__dict__.get("_bound", state.get("_bound", True)):
+            self.__dict__.update(state)  # an unbound level: no torch.optim machinery to restore
+            return
+        super().__setstate__(state)
+
+    def __repr__(self) -> str:
+        if not self._bound:
+            return f"{type(self).__name__}(unbound: {self})"
+        return super().__repr__()
+
+    def state_dict(self) -> dict[str, Any]:
+        """``torch.optim``'s state dict, plus, when a level above learns, ``"hypergrad"``: the raw
+        hyperparameters and the state dict of the level above (recursively)."""
+        out = super().state_dict()
+        if self._raw is not None:
+            assert self.hyper is not None
+            out["hypergrad"] = {"raw": self._raw.detach().clone(),
+                                "hyper": self.hyper.state_dict()}
+        return out
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        hyper = state_dict.get("hypergrad")
+        if (hyper is None) != (self._raw is None):
+            raise HypergradError(
+                f"{self.name}: the state dict is from a tower of another height (this level "
+                f"{'learns' if self._raw is not None else 'learns nothing'}, the saved one "
+                f"{'learns' if hyper is not None else 'learns nothing'})"
+            )
+        super().load_state_dict({k: v for k, v in state_dict.items() if k != "hypergrad"})
+        if hyper is not None:
+            assert self._raw is not None and self.hyper is not None
+            if hyper["raw"].shape != self._raw.shape:
+                raise HypergradError(
+                    f"{self.name}: the state dict learns {hyper['raw'].numel()} hyperparameters, "
+                    f"this tower {self._raw.numel()}"
+                )
+            self._raw.copy_(hyper["raw"])
+            self.hyper.load_state_dict(hyper["hyper"])
+            self._refresh()
+
+    def memory_bytes(self) -> int:
+        """Bytes of the tensors the tower holds (every level's state, traces and hyperparameters;
+        not the model's parameters or gradients), each storage counted once."""
+        seen: set[int] = set()
+        for group in self.param_groups:
+            for p in group["params"]:
+                seen.add(p.untyped_storage().data_ptr())
+                if p.grad is not None:
+                    seen.add(p.grad.untyped_storage().data_ptr())
+        total = 0
+
+        def add(t: Any) -> None:
+            nonlocal total
+            if isinstance(t, Tensor):
+                key = t.untyped_storage().data_ptr()
+                if key not in seen:
+                    seen.add(key)
+                    total += t.untyped_storage().nbytes()
+            elif isinstance(t, dict):
+                for v in t.values():
+                    add(v)
+            elif isinstance(t, (list, tuple)):
+                for v in t:
+                    add(v)
+
+        for level in self.levels:
+            add(list(level.state.values()))
+            if level._raw is not None:
+                add([level._raw, level._raw.grad, level._values, level._dval])
+                add([v for used in level._used for v in used.values()])
+        return total
+
+
+def _as_unbound(hyper: Tower | str | None) -> Tower | None:
+    if hyper is None:
+        return None
+    if isinstance(hyper, str):
+        from hypergrad.tower import unbound
+
+        return unbound(hyper)
+    if not isinstance(hyper, Tower):
+        raise HypergradError(
+            f"hyper must be a hypergrad optimizer built without params (hypergrad.SGD(lr=1e-5)) "
+            f"or a spec string ('sgd(1e-5)'), but got {type(hyper).__name__}"
+        )
+    if hyper._bound:
+        raise HypergradError(
+            "hyper must be built without params (hypergrad.SGD(lr=1e-5)): the tower binds it to "
+            "the hyperparameters of the level below"
+        )
+    return hyper

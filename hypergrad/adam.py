@@ -1,0 +1,325 @@
+r"""Adam and AdamW as hyperoptimizable levels (the paper's Adam, and Adam^alpha with learn=lr).
+
+Three layers, as in ``torch/optim/adam.py``: :class:`Adam` / :class:`AdamW` check arguments and own
+the state, :func:`adam` updates a list of tensors, :func:`_adam_tensor` one tensor;
+:func:`adam_vjp` applies the Jacobian of the last update to the new gradient.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from hypergrad._hyper import (
+    IDENTITY,
+    UNIT,
+    Inner,
+    Tower,
+    as_number,
+    check,
+    dot,
+    non_negative,
+    positive,
+)
+
+
+class Adam(Tower):
+    r"""Adam whose step size and betas a hyperoptimizer can learn.
+
+    The update is ``torch.optim.Adam``'s (:math:`\lambda` the L2 weight decay):
+
+    .. math::
+        \begin{aligned}
+        g_t &\leftarrow g_t + \lambda\, p_{t-1} \\
+        m_t &= \beta_1 m_{t-1} + (1 - \beta_1)\, g_t, \qquad
+        v_t = \beta_2 v_{t-1} + (1 - \beta_2)\, g_t^2 \\
+        \hat m_t &= m_t / (1 - \beta_1^t), \qquad \hat v_t = v_t / (1 - \beta_2^t) \\
+        u_t &= \hat m_t / (\sqrt{\hat v_t} + \epsilon), \qquad p_t = p_{t-1} - \alpha\, u_t
+        \end{aligned}
+
+    with :math:`m_0 = 0, v_0 = v0` (0 as in torch). The level above descends
+
+    .. math::
+        \frac{\partial L_{t+1}}{\partial \alpha} = -\langle g_{t+1}, u_t \rangle, \quad
+        \frac{\partial L_{t+1}}{\partial \beta_1} = -\alpha \Bigl\langle g_{t+1},
+            \frac{\partial \hat m_t / \partial \beta_1}{\sqrt{\hat v_t} + \epsilon} \Bigr\rangle,
+        \quad
+        \frac{\partial L_{t+1}}{\partial \beta_2} = \alpha \Bigl\langle g_{t+1},
+            \frac{\hat m_t}{(\sqrt{\hat v_t} + \epsilon)^2}
+            \frac{\partial \hat v_t / \partial \beta_2}{2 \sqrt{\hat v_t}} \Bigr\rangle
+
+    where :math:`\partial \hat m_t/\partial\beta_1 = (m_{t-1} - g_t)/(1-\beta_1^t)
+    + t \beta_1^{t-1} m_t / (1-\beta_1^t)^2` (likewise for :math:`\hat v_t`): only the last step's
+    dependence, as in the paper, whose reference code detaches the moments of earlier steps.
+    The betas are learned through :math:`\beta = (\tanh x + 1)/2`, which keeps them in (0, 1).
+
+    Args:
+        params: the tensors (or param groups); omit it to describe a hyperoptimizer level.
+        lr: :math:`\alpha` (> 0).
+        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1) (in (0, 1) when learned).
+        eps: :math:`\epsilon` (>= 0), added outside the square root.
+        weight_decay: :math:`\lambda` (>= 0); L2, added to a copy of the gradient.
+        v0: the initial second moment :math:`v_0` (>= 0). 0 is ``torch.optim.Adam``; the paper's
+            code (``gdtuo``) starts at :math:`\epsilon` (``v0=1e-8``), so that the square root is
+            differentiable at the first step.
+        learn: among ``lr``, ``beta1``, ``beta2`` (default: all three; ``learn=lr`` is the paper's
+            Adam^alpha).
+        lr_per: ``"optimizer"``, ``"group"`` or ``"tensor"`` (see :class:`hypergrad.SGD`).
+        hyper: the optimizer that learns them, unbound (``SGD(lr=1e-5)``), or its spec.
+
+    Note:
+        ``amsgrad``, ``maximize`` and the fused/foreach/capturable switches of ``torch.optim.Adam``
+        are not offered. The per-tensor step counter :math:`t` is the global step when every tensor
+        gets a gradient at every step, as in the paper.
+    """
+
+    name = "adam"
+    learnable = {"lr": IDENTITY, "beta1": UNIT, "beta2": UNIT}
+    _decoupled = False
+
+    def __init__(
+        self,
+        params: Iterable[Any] | None = None,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        *,
+        v0: float = 0.0,
+        learn: str | Iterable[str] | None = None,
+        lr_per: str = "optimizer",
+        hyper: Tower | str | None = None,
+    ) -> None:
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, v0=v0)
+        super().__init__(params, defaults, learn=learn, lr_per=lr_per, hyper=hyper)
+
+    def _validate(self, config: dict[str, Any], learned: frozenset[str]) -> dict[str, Any]:
+        o = self.name
+        lr = as_number(config["lr"], "lr", o)
+        check(positive(lr), o, "lr", "> 0", lr)
+        betas = config["betas"]
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            check(False, o, "betas", "a pair (beta1, beta2)", betas)
+        clean = []
+        for i, value in enumerate(betas):
+            name = f"beta{i + 1}"
+            b = as_number(value, name, o)
+            if name in learned:
+                check(0.0 < b < 1.0, o, name, "in (0, 1) to be learned", b)
+            else:
+                check(0.0 <= b < 1.0, o, name, "in [0, 1)", b)
+            clean.append(b)
+        eps = as_number(config["eps"], "eps", o)
+        check(non_negative(eps), o, "eps", ">= 0", eps)
+        weight_decay = as_number(config["weight_decay"], "weight_decay", o)
+        check(non_negative(weight_decay), o, "weight_decay", ">= 0", weight_decay)
+        v0 = as_number(config["v0"], "v0", o)
+        check(non_negative(v0), o, "v0", ">= 0", v0)
+        return dict(lr=lr, betas=(clean[0], clean[1]), eps=eps, weight_decay=weight_decay, v0=v0)
+
+    @classmethod
+    def _config_to_spec(cls, config: dict[str, Any]) -> dict[str, Any]:
+        out = dict(config)
+        out["beta1"], out["beta2"] = out.pop("betas")
+        return {k: out[k] for k in ("lr", "beta1", "beta2", "eps", "weight_decay", "v0")}
+
+    @classmethod
+    def _spec_to_config(cls, args: dict[str, Any]) -> dict[str, Any]:
+        out = dict(args)
+        defaults = cls._spec_defaults()
+        out["betas"] = (out.pop("beta1", defaults["beta1"]), out.pop("beta2", defaults["beta2"]))
+        return out
+
+    def _get(self, group: dict[str, Any], name: str) -> Any:
+        if name in ("beta1", "beta2"):
+            return group["betas"][int(name[-1]) - 1]
+        return group[name]
+
+    def _put(self, group: dict[str, Any], name: str, value: Any) -> None:
+        if name in ("beta1", "beta2"):
+            betas = list(group["betas"])
+            betas[int(name[-1]) - 1] = value
+            group["betas"] = tuple(betas)
+        else:
+            group[name] = value
+
+    def _hp_names(self) -> tuple[str, ...]:
+        return ("lr", "beta1", "beta2", "eps", "weight_decay", "v0")
+
+    def _step_group(self, hp: dict[str, Any], params: list[Tensor], grads: list[Tensor],
+                    states: list[dict[str, Any]], lrs: list[Any], record: frozenset[str]) -> None:
+        adam(params, grads, states, lrs=lrs, beta1=hp["beta1"], beta2=hp["beta2"], eps=hp["eps"],
+             weight_decay=hp["weight_decay"], decoupled=self._decoupled, v0=hp["v0"],
+             record=record)
+
+    def _vjp(self, hp: dict[str, Any], params: list[Tensor], grads: list[Tensor],
+             states: list[dict[str, Any]], lrs: list[Any], names: frozenset[str],
+             inner: Inner) -> dict[str, tuple[list[Tensor], float]]:
+        return adam_vjp(params, grads, states, lrs=lrs, beta1=hp["beta1"], beta2=hp["beta2"],
+                        eps=hp["eps"], weight_decay=hp["weight_decay"],
+                        decoupled=self._decoupled, names=names, inner=inner)
+
+
+class AdamW(Adam):
+    r"""AdamW (decoupled weight decay, ``torch.optim.AdamW``'s rule) as a hyperoptimizable level.
+
+    As :class:`Adam`, except that the weight decay multiplies the weights instead of entering the
+    gradient: :math:`p_t = p_{t-1}(1 - \alpha\lambda) - \alpha\, u_t`. The step-size tangent is
+    then :math:`-(u_t + \lambda\, p_{t-1})`, with :math:`p_{t-1}` recovered from :math:`p_t` (no
+    copy of the weights is kept). Default ``weight_decay=1e-2`` as in torch.
+
+    Note:
+        Not in the paper, nor in its reference code: its numbers are checked against an autograd
+        reference twin in the tests.
+    """
+
+    name = "adamw"
+    _decoupled = True
+
+    def __init__(
+        self,
+        params: Iterable[Any] | None = None,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        *,
+        v0: float = 0.0,
+        learn: str | Iterable[str] | None = None,
+        lr_per: str = "optimizer",
+        hyper: Tower | str | None = None,
+    ) -> None:
+        super().__init__(params, lr, betas, eps, weight_decay, v0=v0, learn=learn,
+                         lr_per=lr_per, hyper=hyper)
+
+
+def adam(
+    params: list[Tensor],
+    grads: list[Tensor],
+    states: list[dict[str, Any]],
+    *,
+    lrs: list[float | Tensor],
+    beta1: float | Tensor,
+    beta2: float | Tensor,
+    eps: float,
+    weight_decay: float,
+    decoupled: bool,
+    v0: float,
+    record: frozenset[str] = frozenset(),
+) -> None:
+    """One Adam (or AdamW, ``decoupled``) step on each tensor (see :class:`Adam`).
+
+    ``record``: when a beta is learned, the gradient actually used (``hg_grad``) is saved; the
+    step size needs nothing beyond the moments, which stay in the state.
+    """
+    save_grad = "beta1" in record or "beta2" in record
+    for p, g, state, lr in zip(params, grads, states, lrs, strict=True):
+        _adam_tensor(p, g, state, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
+                     weight_decay=weight_decay, decoupled=decoupled, v0=v0, save_grad=save_grad)
+
+
+def _adam_tensor(p: Tensor, g: Tensor, state: dict[str, Any], *, lr: float | Tensor,
+                 beta1: float | Tensor, beta2: float | Tensor, eps: float, weight_decay: float,
+                 decoupled: bool, v0: float, save_grad: bool) -> None:
+    if "step" not in state:
+        state["step"] = 0
+        state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        state["exp_avg_sq"] = (torch.zeros_like(p, memory_format=torch.preserve_format) if v0 == 0
+                               else torch.full_like(p, v0, memory_format=torch.preserve_format))
+    state["step"] += 1
+    t = state["step"]
+    m, v = state["exp_avg"], state["exp_avg_sq"]
+    if weight_decay != 0:
+        if decoupled:
+            p.mul_(1 - lr * weight_decay)
+        else:
+            g = g.add(p, alpha=weight_decay)
+    if save_grad:
+        saved = state.get("hg_grad")
+        if saved is None:
+            state["hg_grad"] = g.detach().clone()
+        else:
+            saved.copy_(g)
+    if isinstance(beta1, Tensor):
+        m.lerp_(g, (1 - beta1).to(m.dtype))
+    else:
+        m.lerp_(g, 1 - beta1)
+    if isinstance(beta2, Tensor):
+        v.mul_(beta2).addcmul_(g, g * (1 - beta2))
+    else:
+        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+    bias_correction1 = 1 - beta1**t
+    bias_correction2 = 1 - beta2**t
+    step_size = lr / bias_correction1
+    denom = (v.sqrt() / bias_correction2**0.5).add_(eps)
+    if isinstance(step_size, Tensor):
+        p.addcmul_(m / denom, step_size, value=-1)
+    else:
+        p.addcdiv_(m, denom, value=-step_size)
+
+
+def adam_vjp(
+    params: list[Tensor],
+    grads: list[Tensor],
+    states: list[dict[str, Any]],
+    *,
+    lrs: list[float | Tensor],
+    beta1: float | Tensor,
+    beta2: float | Tensor,
+    eps: float,
+    weight_decay: float,
+    decoupled: bool,
+    names: frozenset[str],
+    inner: Inner = dot,
+) -> dict[str, tuple[list[Tensor], float]]:
+    r"""Per tensor, the new gradient :math:`g` against the Jacobian columns of the last update
+    for :math:`\alpha, \beta_1, \beta_2`, from the moments :math:`m_t, v_t` in the state and
+    the saved gradient :math:`g_t`, reduced to a few inner products. With
+    :math:`D = \sqrt{\hat v_t} + \epsilon`, :math:`w = g / D`, :math:`c_i = t\beta_i^{t-1}/
+    (1-\beta_i^t)^2`, :math:`m_{t-1} - g_t = (m_t - g_t)/\beta_1` (likewise for :math:`v`):
+
+    .. math::
+        \langle g, J_\alpha\rangle = -\frac{\langle w, m_t\rangle}{1-\beta_1^t}, \quad
+        \langle g, J_{\beta_1}\rangle = -\alpha\Bigl(\frac{\langle w, m_t\rangle
+            - \langle w, g_t\rangle}{\beta_1 (1-\beta_1^t)} + c_1 \langle w, m_t\rangle\Bigr),
+        \quad
+        \langle g, J_{\beta_2}\rangle = \frac{\alpha}{2(1-\beta_1^t)}\Bigl(
+            \frac{\langle z, v_t\rangle - \langle z g_t, g_t\rangle}{\beta_2(1-\beta_2^t)}
+            + c_2 \langle z, v_t\rangle\Bigr), \ z = \frac{w\, m_t}{D \sqrt{\hat v_t}}.
+
+    AdamW adds :math:`-\lambda\langle g, p_{t-1}\rangle` to the first, :math:`p_{t-1} = (p_t +
+    \alpha u_t)/(1 - \alpha\lambda)`. ``(values, scale)`` as in ``Tower._vjp``.
+    """
+    out: dict[str, tuple[list[Tensor], float]] = {n: ([], 1.0) for n in ("lr", "beta1", "beta2")
+                                                   if n in names}
+    for p, g_new, state, lr in zip(params, grads, states, lrs, strict=True):
+        t = state["step"]
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        bc1 = 1 - beta1**t
+        bc2 = 1 - beta2**t
+        s = v.sqrt().div_(bc2**0.5)  # sqrt(v_hat)
+        denom = s + eps
+        w = g_new / denom
+        wm = inner(w, m)
+        if "lr" in names:
+            value = wm / -bc1
+            if decoupled and weight_decay != 0:
+                previous = (inner(g_new, p) + wm * (lr / bc1)) / (1 - lr * weight_decay)
+                value = value - previous * weight_decay
+            out["lr"][0].append(value)
+        if "beta1" in names:
+            g = state["hg_grad"]
+            c1 = t * beta1 ** (t - 1) / bc1**2
+            value = (wm - inner(w, g)) / (beta1 * bc1) + wm * c1
+            out["beta1"][0].append(value * -lr)
+        if "beta2" in names:
+            g = state["hg_grad"]
+            z = w.mul_(m).div_(denom).div_(s.clamp_min_(torch.finfo(s.dtype).tiny))
+            zv = inner(z, v)
+            c2 = t * beta2 ** (t - 1) / bc2**2
+            value = (zv - inner(z.mul_(g), g)) / (beta2 * bc2) + zv * c2
+            out["beta2"][0].append(value * (lr / (2 * bc1)))
+    return out

@@ -1,0 +1,232 @@
+r"""SGD with momentum, Nesterov momentum and weight decay, as a hyperoptimizable level.
+
+Three layers, as in ``torch/optim/sgd.py``: :class:`SGD` checks arguments and owns the state,
+:func:`sgd` updates a list of tensors, :func:`_sgd_tensor` one tensor; :func:`sgd_vjp` applies
+the Jacobian of the last update to the new gradient, which is what the level above learns from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from hypergrad._hyper import (
+    IDENTITY,
+    Inner,
+    Tower,
+    as_number,
+    axmy_,
+    check,
+    dot,
+    non_negative,
+    positive,
+)
+
+
+class SGD(Tower):
+    r"""Stochastic gradient descent whose step size (and momentum) a hyperoptimizer can learn.
+
+    The update is ``torch.optim.SGD``'s (with :math:`\lambda` the weight decay, :math:`\tau` the
+    dampening):
+
+    .. math::
+        \begin{aligned}
+        d_t &= g_t + \lambda\, p_{t-1} \\
+        b_t &= d_t \ (t = 1), \qquad b_t = \mu\, b_{t-1} + (1 - \tau)\, d_t \ (t > 1) \\
+        u_t &= d_t + \mu\, b_t \ \text{(Nesterov)}, \quad b_t \ \text{(momentum)}, \quad
+               d_t \ (\mu = 0) \\
+        p_t &= p_{t-1} - \alpha\, u_t
+        \end{aligned}
+
+    and the gradient of the next loss with respect to the values used (what the level above
+    descends) is
+
+    .. math::
+        \frac{\partial L_{t+1}}{\partial \alpha} = -\langle g_{t+1}, u_t \rangle, \qquad
+        \frac{\partial L_{t+1}}{\partial \mu} = -\alpha \langle g_{t+1}, b_{t-1} \rangle
+        \ \bigl(\text{Nesterov: } -\alpha \langle g_{t+1}, b_t + \mu\, b_{t-1} \rangle\bigr).
+
+    With ``lr=0.1`` and nothing above it, this is ``torch.optim.SGD`` to the last bit on the CPU.
+
+    Args:
+        params: the tensors (or param groups) to optimize; omit it to describe a hyperoptimizer
+            level (``hyper=SGD(lr=1e-5)``).
+        lr: the step size :math:`\alpha` (> 0).
+        momentum: :math:`\mu` (>= 0); 0 turns momentum off.
+        dampening: :math:`\tau`.
+        weight_decay: :math:`\lambda` (>= 0), L2 added to the gradient (never written to
+            ``p.grad``).
+        nesterov: Nesterov momentum (needs ``momentum > 0`` and ``dampening == 0``).
+        learn: the hyperparameters the level above learns, among ``lr`` and ``momentum``.
+            Default: ``lr``, and ``momentum`` when it is nonzero at construction (the paper's).
+        lr_per: ``"optimizer"`` (one learned step size), ``"group"`` (one per param group) or
+            ``"tensor"`` (one per parameter tensor; above level 0, one per hyperparameter).
+        hyper: the optimizer that learns them (unbound, e.g. ``SGD(lr=1e-5)``) or its spec.
+
+    Note:
+        Departures from the paper and its code (``gdtuo``): the momentum :math:`\mu` is learned as
+        is (``gdtuo`` does the same; the paper does not say), and Nesterov momentum, dampening and
+        weight decay are ``torch.optim.SGD``'s, which ``gdtuo`` lacks.
+    """
+
+    name = "sgd"
+    learnable = {"lr": IDENTITY, "momentum": IDENTITY}
+
+    def __init__(
+        self,
+        params: Iterable[Any] | None = None,
+        lr: float = 1e-3,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+        *,
+        learn: str | Iterable[str] | None = None,
+        lr_per: str = "optimizer",
+        hyper: Tower | str | None = None,
+    ) -> None:
+        defaults = dict(lr=lr, momentum=momentum, dampening=dampening,
+                        weight_decay=weight_decay, nesterov=nesterov)
+        super().__init__(params, defaults, learn=learn, lr_per=lr_per, hyper=hyper)
+
+    @classmethod
+    def _default_learn(cls, config: dict[str, Any]) -> tuple[str, ...]:
+        on = not isinstance(config["momentum"], bool) and config["momentum"] != 0
+        return ("lr", "momentum") if on else ("lr",)
+
+    def _validate(self, config: dict[str, Any], learned: frozenset[str]) -> dict[str, Any]:
+        o = self.name
+        lr = as_number(config["lr"], "lr", o)
+        check(positive(lr), o, "lr", "> 0", lr)
+        momentum = as_number(config["momentum"], "momentum", o)
+        check(non_negative(momentum), o, "momentum", ">= 0", momentum)
+        dampening = as_number(config["dampening"], "dampening", o)
+        check(non_negative(dampening), o, "dampening", ">= 0", dampening)
+        weight_decay = as_number(config["weight_decay"], "weight_decay", o)
+        check(non_negative(weight_decay), o, "weight_decay", ">= 0", weight_decay)
+        nesterov = config["nesterov"]
+        check(isinstance(nesterov, bool), o, "nesterov", "true or false", nesterov)
+        if nesterov and (momentum <= 0 or dampening != 0):
+            check(False, o, "nesterov", "false unless momentum > 0 and dampening == 0", nesterov)
+        if "momentum" in learned and momentum == 0:
+            check(False, o, "momentum", "> 0 to be learned (learn=lr, or give momentum=0.9)",
+                  momentum)
+        return dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+                    nesterov=nesterov)
+
+    def _step_group(self, hp: dict[str, Any], params: list[Tensor], grads: list[Tensor],
+                    states: list[dict[str, Any]], lrs: list[Any], record: frozenset[str]) -> None:
+        sgd(params, grads, states, lrs=lrs, momentum=hp["momentum"], dampening=hp["dampening"],
+            weight_decay=hp["weight_decay"], nesterov=hp["nesterov"],
+            momentum_on=self._momentum_on(hp), record=record)
+
+    def _vjp(self, hp: dict[str, Any], params: list[Tensor], grads: list[Tensor],
+             states: list[dict[str, Any]], lrs: list[Any], names: frozenset[str],
+             inner: Inner) -> dict[str, tuple[list[Tensor], float]]:
+        return sgd_vjp(grads, states, lrs=lrs, momentum=hp["momentum"], nesterov=hp["nesterov"],
+                       momentum_on=self._momentum_on(hp), names=names, inner=inner)
+
+    def _momentum_on(self, hp: dict[str, Any]) -> bool:
+        # A learned momentum is on whatever value it reaches: it is only learned when nonzero
+        # at construction.
+        return "momentum" in self._slots or hp["momentum"] != 0
+
+
+def sgd(
+    params: list[Tensor],
+    grads: list[Tensor],
+    states: list[dict[str, Any]],
+    *,
+    lrs: list[float | Tensor],
+    momentum: float | Tensor,
+    dampening: float,
+    weight_decay: float,
+    nesterov: bool,
+    momentum_on: bool | None = None,
+    record: frozenset[str] = frozenset(),
+) -> None:
+    """One SGD step on each tensor (see :class:`SGD` for the rule).
+
+    Args:
+        params, grads, states: the tensors, their gradients and their state dicts.
+        lrs: the step size of each tensor (a number, or a tensor when learned).
+        momentum, dampening, weight_decay, nesterov: as in :class:`SGD`.
+        momentum_on: whether momentum is used (default: ``momentum != 0``).
+        record: the learned hyperparameters whose hypergradients :func:`sgd_vjp` will need: the
+            direction ``hg_dir`` is saved for ``lr`` (unless it is the momentum buffer), the
+            previous buffer ``hg_buf_prev`` for ``momentum``.
+    """
+    on = momentum != 0 if momentum_on is None else momentum_on
+    save_dir = "lr" in record and (not on or nesterov)
+    save_prev = "momentum" in record
+    for p, g, state, lr in zip(params, grads, states, lrs, strict=True):
+        _sgd_tensor(p, g, state, lr=lr, momentum=momentum, on=on, dampening=dampening,
+                    weight_decay=weight_decay, nesterov=nesterov, save_dir=save_dir,
+                    save_prev=save_prev)
+
+
+def _sgd_tensor(p: Tensor, g: Tensor, state: dict[str, Any], *, lr: float | Tensor,
+                momentum: float | Tensor, on: bool, dampening: float, weight_decay: float,
+                nesterov: bool, save_dir: bool, save_prev: bool) -> None:
+    d = g if weight_decay == 0 else g.add(p, alpha=weight_decay)
+    u = d
+    if on:
+        buf = state.get("momentum_buffer")
+        if buf is None:
+            buf = state["momentum_buffer"] = d.detach().clone()
+            if save_prev:
+                state["hg_buf_prev"] = torch.zeros_like(buf)
+        elif save_prev:  # the new buffer goes into the old previous one: no copy
+            prev, new = buf, state["hg_buf_prev"]
+            torch.mul(prev, momentum, out=new).add_(d, alpha=1 - dampening)
+            state["momentum_buffer"], state["hg_buf_prev"] = new, prev
+            buf = new
+        else:
+            buf.mul_(momentum).add_(d, alpha=1 - dampening)
+        if not nesterov:
+            u = buf
+        elif isinstance(momentum, Tensor):
+            u = d.addcmul(buf, momentum)
+        else:
+            u = d.add(buf, alpha=momentum)
+    if save_dir:
+        saved = state.get("hg_dir")
+        if saved is None:
+            state["hg_dir"] = u.detach().clone()
+        else:
+            saved.copy_(u)
+    axmy_(p, u, lr)
+
+
+def sgd_vjp(
+    grads: list[Tensor],
+    states: list[dict[str, Any]],
+    *,
+    lrs: list[float | Tensor],
+    momentum: float | Tensor,
+    nesterov: bool,
+    momentum_on: bool,
+    names: frozenset[str],
+    inner: Inner = dot,
+) -> dict[str, tuple[list[Tensor], float]]:
+    r"""Per tensor, the new gradient :math:`g` against the Jacobian columns of the last update,
+    from what :func:`sgd` saved: :math:`\langle g, \partial\Delta/\partial\alpha\rangle =
+    -\langle g, u_t\rangle` and :math:`\langle g, \partial\Delta/\partial\mu\rangle =
+    -\alpha\langle g, b_{t-1}\rangle` (Nesterov: :math:`-\alpha(\langle g, b_t\rangle + \mu
+    \langle g, b_{t-1}\rangle)`); ``(values, scale)`` as in ``Tower._vjp``."""
+    out: dict[str, tuple[list[Tensor], float]] = {}
+    if "lr" in names:
+        key = "momentum_buffer" if momentum_on and not nesterov else "hg_dir"
+        out["lr"] = ([inner(g, st[key]) for g, st in zip(grads, states, strict=True)], -1.0)
+    if "momentum" in names:
+        values = []
+        for g, st, lr in zip(grads, states, lrs, strict=True):
+            v = inner(g, st["hg_buf_prev"])
+            if nesterov:
+                v = inner(g, st["momentum_buffer"]) + v * momentum
+            values.append(v * lr)
+        out["momentum"] = (values, -1.0)
+    return out
