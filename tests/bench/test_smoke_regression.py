@@ -142,9 +142,9 @@ def test_unchanged_results_pass_and_planted_regressions_fail(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # real runs: fresh and unchanged, and trained with a broken step size
 
-# (method trained, method it claims to be): the first rows are the code as it is; in the others
-# the optimizer does not do what its name says. A tenth of the step size for plain SGD with
-# momentum; a tower whose hyperoptimizer never moves the step size (it trains as plain SGD).
+# FRESH: smoke runs trained as the code is. BROKEN: {method actually trained: the method its
+# record claims}, an optimizer that does not do what its name says: SGD with momentum at a tenth
+# of its step size, and a tower whose hyperoptimizer never moves the step size (plain SGD).
 FRESH = ("torch.sgd(lr=0.05, momentum=0.9)", "sgd(0.05)/sgd(0.01)")
 BROKEN = {
     "torch.sgd(lr=0.005, momentum=0.9)": "torch.sgd(lr=0.05, momentum=0.9)",
