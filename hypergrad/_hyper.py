@@ -120,6 +120,20 @@ def axmy_(y: Tensor, x: Tensor, a: float | Tensor) -> Tensor:
     return y.add_(x, alpha=-a)
 
 
+def fdiv(a: float | Tensor, b: float | Tensor) -> float | Tensor:
+    """``a / b`` with IEEE semantics for Python numbers: inf or nan where ``b == 0``.
+
+    On the CPU learned values are Python floats, on the GPU 0-d tensors. A hyperparameter pushed
+    onto its boundary (a learned beta rounded to exactly 1) must give the same result on both: a
+    non-finite update, which a training loop reports as divergence, not a ``ZeroDivisionError``.
+    """
+    if isinstance(a, Tensor) or isinstance(b, Tensor) or b != 0:
+        return a / b
+    if a == 0 or math.isnan(a):
+        return math.nan
+    return math.copysign(math.inf, a) * math.copysign(1.0, b)
+
+
 def dot(a: Tensor, b: Tensor) -> Tensor:
     """The 0-d inner product of two same-shaped tensors."""
     if a.dim() == 1:

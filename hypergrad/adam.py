@@ -21,6 +21,7 @@ from hypergrad._hyper import (
     as_number,
     check,
     dot,
+    fdiv,
     non_negative,
     positive,
 )
@@ -253,7 +254,7 @@ def _adam_tensor(p: Tensor, g: Tensor, state: dict[str, Any], *, lr: float | Ten
         v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
     bias_correction1 = 1 - beta1**t
     bias_correction2 = 1 - beta2**t
-    step_size = lr / bias_correction1
+    step_size = fdiv(lr, bias_correction1)
     denom = (v.sqrt() / bias_correction2**0.5).add_(eps)
     if isinstance(step_size, Tensor):
         p.addcmul_(m / denom, step_size, value=-1)
@@ -305,21 +306,21 @@ def adam_vjp(
         w = g_new / denom
         wm = inner(w, m)
         if "lr" in names:
-            value = wm / -bc1
+            value = fdiv(wm, -bc1)
             if decoupled and weight_decay != 0:
-                previous = (inner(g_new, p) + wm * (lr / bc1)) / (1 - lr * weight_decay)
+                previous = (inner(g_new, p) + wm * fdiv(lr, bc1)) / (1 - lr * weight_decay)
                 value = value - previous * weight_decay
             out["lr"][0].append(value)
         if "beta1" in names:
             g = state["hg_grad"]
-            c1 = t * beta1 ** (t - 1) / bc1**2
-            value = (wm - inner(w, g)) / (beta1 * bc1) + wm * c1
+            c1 = fdiv(t * beta1 ** (t - 1), bc1**2)
+            value = fdiv(wm - inner(w, g), beta1 * bc1) + wm * c1
             out["beta1"][0].append(value * -lr)
         if "beta2" in names:
             g = state["hg_grad"]
             z = w.mul_(m).div_(denom).div_(s.clamp_min_(torch.finfo(s.dtype).tiny))
             zv = inner(z, v)
-            c2 = t * beta2 ** (t - 1) / bc2**2
-            value = (zv - inner(z.mul_(g), g)) / (beta2 * bc2) + zv * c2
-            out["beta2"][0].append(value * (lr / (2 * bc1)))
+            c2 = fdiv(t * beta2 ** (t - 1), bc2**2)
+            value = fdiv(zv - inner(z.mul_(g), g), beta2 * bc2) + zv * c2
+            out["beta2"][0].append(value * fdiv(lr, 2 * bc1))
     return out

@@ -22,6 +22,7 @@ from hypergrad._hyper import (
     axmy_,
     check,
     dot,
+    fdiv,
     non_negative,
     positive,
 )
@@ -236,6 +237,6 @@ def rmsprop_vjp(
             if centered:
                 a = state["grad_avg"]
                 value = value - inner(z * a, a - g) * 2
-            values.append(value * (lr / gamma))
+            values.append(value * fdiv(lr, gamma))
         out["gamma"] = (values, 1.0)
     return out

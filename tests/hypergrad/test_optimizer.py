@@ -306,3 +306,25 @@ def test_height_5(mnist_batches):
     assert sorted(hypers[-1]) == [f"{k}.lr" for k in range(5)]
     assert all(math.isfinite(v) for v in hypers[-1].values()) and losses[-1] < losses[0]
     assert all(hypers[-1][k] != hypers[0][k] for k in hypers[0])  # every level learned
+
+
+@pytest.mark.parametrize(
+    "spec",
+    ["adam(1)/adam(1)", "adam(0.1)/sgd(1e6)", "rmsprop(0.1)/sgd(1e8)", "adagrad(1)/sgd(1e8)"],
+)
+def test_a_blown_up_tower_goes_non_finite_instead_of_raising(spec):
+    # A hyperoptimizer whose step is far too large drives a learned beta/gamma onto its boundary
+    # (tanh rounds to exactly 1 or 0); bias corrections then divide by zero. On the GPU path that
+    # is a tensor division (inf/nan); the CPU path keeps Python floats and must agree, so the
+    # training loop sees a non-finite loss (a diverged run), never a ZeroDivisionError.
+    torch.manual_seed(0)
+    model = torch.nn.Linear(8, 1)
+    opt = hypergrad.tower(spec, model.parameters())
+    x, y = torch.randn(64, 8), torch.randn(64, 1)
+    for _ in range(50):
+        opt.zero_grad()
+        loss = F.mse_loss(model(x), y)
+        loss.backward()
+        opt.step()
+    values = [*opt.hyperparameters().values(), loss.item()]
+    assert not all(math.isfinite(v) for v in values), values
