@@ -149,7 +149,8 @@ def _registry_family(name: str) -> str | None:
 
 
 def _fallback_family(name: str, level0: str) -> str:
-    """The family by the naming rules of docs/CONTRACTS.md, when the registry cannot say."""
+    """The family by the naming rules of ``bench.methods`` (towers, torch., gdtuo:, -hd, +schedule,
+    searches), when the registry cannot say."""
     head = split_call(level0)[0]
     if head in _SEARCH_NAMES:
         return "search"
