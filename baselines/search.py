@@ -279,18 +279,21 @@ def _open_study(name: str, storage: Any, space: SearchSpace, sampler: str, prune
 
 def make_storage(url: str) -> optuna.storages.BaseStorage:
     """An Optuna storage for ``url``; SQLite gets a long lock timeout (several processes)."""
-    if url.startswith("sqlite:"):
-        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
     import sqlalchemy.exc
 
-    # Workers opening a fresh database at once race to create Optuna's tables (PostgreSQL
-    # refuses the second CREATE TYPE): the loser tries again and finds them made.
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite:"):
+        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
+    # Workers opening a fresh database at once race to create Optuna's tables (two searches
+    # starting together in a suite; PostgreSQL refuses the second CREATE TYPE, SQLite the second
+    # alembic_version row): the loser tries again and finds them made.
     for attempt in range(4):
         try:
-            return optuna.storages.RDBStorage(url)
-        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            return optuna.storages.RDBStorage(url, **kwargs)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError,
+                sqlalchemy.exc.OperationalError):
             time.sleep(0.2 * (attempt + 1))
-    return optuna.storages.RDBStorage(url)  # the last try: its error, if any, is the answer
+    return optuna.storages.RDBStorage(url, **kwargs)  # the last try: its error is the answer
 
 
 def make_sampler(name: str, seed: int, startup: int) -> optuna.samplers.BaseSampler:

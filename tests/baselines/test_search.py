@@ -208,3 +208,25 @@ def test_spaces_with_schedules_add_their_dims():
     space = lib.SearchSpace.of("adam+cosine")
     assert [d.name for d in space.dims] == ["lr", "beta1", "beta2", "warmup"]
     assert len(space.grid()) == 4 * 1 * 2 * 2
+
+
+def _open_storage(url: str, barrier) -> None:
+    barrier.wait()  # every process creates the tables at the same instant
+    lib.make_storage(url)
+
+
+def test_processes_opening_a_fresh_sqlite_storage_at_once_all_succeed(tmp_path):
+    # Two searches starting together in a suite open the same new optuna.sqlite: without the
+    # retry, the second one fails on Optuna's schema creation (alembic_version UNIQUE).
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    url = f"sqlite:///{tmp_path / 'optuna.sqlite'}"
+    barrier = ctx.Barrier(3)
+    procs = [ctx.Process(target=_open_storage, args=(url, barrier)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    assert lib.make_storage(url).get_all_studies() == []
