@@ -330,13 +330,14 @@ class Scheduler:
 
     Args:
         slots: from ``cpu_slots`` or ``gpu_slots``.
-        store: an open ``bench.store.Store``; its path is given to the workers.
+        store: an open ``bench.store.Store``; its path is given to the workers. It may be set
+            later (``scheduler.store = ...``) when ``start_workers`` runs before it is opened.
         store_path: the path of that store.
         progress: where events go (default: a ``Progress`` over ``slots``).
         worker_env: recorded in every result's ``env`` (not the id).
     """
 
-    def __init__(self, slots: list[Slot], store: Any, store_path: str, *,
+    def __init__(self, slots: list[Slot], store: Any | None, store_path: str, *,
                  progress: Progress | None = None,
                  worker_env: dict[str, Any] | None = None) -> None:
         if not slots:
@@ -416,8 +417,11 @@ class Scheduler:
         to_train = self.prepare(plan)
         self.progress.start(self.summary, to_train)
         try:
+            if to_train == 0:
+                self.terminate()  # workers started early have nothing to do
             for slot in self.slots[: max(0, to_train)]:
-                self.spawn(slot)
+                if slot.name not in self.workers:
+                    self.spawn(slot)
             while self.queue or self.waiting or any(w.running for w in self.workers.values()):
                 self.dispatch()
                 self.poll(timeout=1.0)
@@ -429,6 +433,13 @@ class Scheduler:
             self.progress.close()
         self.stop()
         return self.summary
+
+    def start_workers(self) -> None:
+        """Start a worker on every slot now: they import torch and the harness (seconds) while
+        the caller still checks the suite. ``run`` starts any that are missing."""
+        for slot in self.slots:
+            if slot.name not in self.workers:
+                self.spawn(slot)
 
     def spawn(self, slot: Slot) -> None:
         parent_conn, child_conn = self.context.Pipe(duplex=True)
@@ -617,23 +628,33 @@ def run_cli(args: Any) -> int:
         from bench.executors import run_cli as run_elsewhere  # Ray (or a mistake it explains)
 
         return run_elsewhere(args)
-    suite = load_suite(args.suite)  # malformed file, unknown names: before anything runs
-    if args.gpus is not None:
+    if args.gpus is not None:  # a GPU that is not there: before anything runs
         slots = gpu_slots(args.gpus, args.jobs_per_gpu)
     else:
         slots = cpu_slots(args.cpu_workers if args.cpu_workers is not None else 1)
     device = slots[0].device
-    plan = suite.plan(seeds=args.seeds, device=device, jobs_per_gpu=args.jobs_per_gpu)
     store_path = args.store or default_location()  # a path or a database URL
     if args.dry_run:
+        suite = load_suite(args.suite)
+        plan = suite.plan(seeds=args.seeds, device=device, jobs_per_gpu=args.jobs_per_gpu)
         print(dry_run_text(suite.name, plan, store_path, slots))
         return 0
-    print(f"suite {suite.name}: {suite.description}\nstore: {safe_url(store_path)}", flush=True)
-    store = open_store(store_path)
     workers = {"workers": len(slots)}
     if device == "cuda":
         workers["jobs_per_gpu"] = args.jobs_per_gpu
-    scheduler = Scheduler(slots, store, str(store_path), worker_env=workers)
+    scheduler = Scheduler(slots, None, str(store_path), worker_env=workers)
+    # The workers start up (imports: seconds) while the suite is checked; they touch nothing
+    # (not even the store) before their first run, and a mistake in the suite stops them.
+    scheduler.start_workers()
+    try:
+        suite = load_suite(args.suite)  # malformed file, unknown names: before any run starts
+        plan = suite.plan(seeds=args.seeds, device=device, jobs_per_gpu=args.jobs_per_gpu)
+        print(f"suite {suite.name}: {suite.description}\nstore: {safe_url(store_path)}",
+              flush=True)
+        store = scheduler.store = open_store(store_path)
+    except BaseException:
+        scheduler.terminate()
+        raise
     restore = sigterm_as_interrupt()
     started = time.perf_counter()
     try:
