@@ -143,12 +143,14 @@ def test_unchanged_results_pass_and_planted_regressions_fail(tmp_path):
 # real runs: fresh and unchanged, and trained with a broken step size
 
 # FRESH: smoke runs trained as the code is. BROKEN: {method actually trained: the method its
-# record claims}, an optimizer that does not do what its name says: SGD with momentum at a tenth
-# of its step size, and a tower whose hyperoptimizer never moves the step size (plain SGD).
+# record claims}, an optimizer that does not do what its name says: SGD with momentum applying a
+# hundredth of its step size (+6.9pp at 400 steps), and a tower whose level-0 step is applied at a
+# tenth with its hyperoptimizer gone (+5.6pp). A tenth of SGD's step alone moves the error by
+# under 1pp at this budget, inside seed noise: smaller breakages are the speed gate's business.
 FRESH = ("torch.sgd(lr=0.05, momentum=0.9)", "sgd(0.05)/sgd(0.01)")
 BROKEN = {
-    "torch.sgd(lr=0.005, momentum=0.9)": "torch.sgd(lr=0.05, momentum=0.9)",
-    "sgd(0.05)": "sgd(0.05)/sgd(0.01)",
+    "torch.sgd(lr=0.0005, momentum=0.9)": "torch.sgd(lr=0.05, momentum=0.9)",
+    "sgd(0.005)": "sgd(0.05)/sgd(0.01)",
 }
 
 
