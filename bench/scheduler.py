@@ -28,7 +28,6 @@ from typing import Any
 
 from bench.config import RunConfig
 from bench.errors import BenchError, UserError
-from bench.measure import now_iso
 from bench.record import DIVERGED, DONE, FAILED
 from bench.suite import LEARNED_FROM, resolve_dependent
 from bench.worker import WorkerSpec, failed_record
@@ -348,7 +347,7 @@ class Scheduler:
         self.context = mp.get_context("spawn")
         self.workers: dict[str, _Worker] = {}
         self.start_failures: dict[str, int] = {}
-        self.queue: list[tuple[float, int, RunConfig]] = []
+        self.queue: list[tuple[float, str, int, int, RunConfig]] = []
         self.waiting: dict[str, list[RunConfig]] = {}
         self.costs: dict[str, float] = {}
         self.summary = Summary()
@@ -381,7 +380,9 @@ class Scheduler:
     def push(self, config: RunConfig) -> None:
         cost = self.costs.setdefault(config.run_id, estimate_seconds(config))
         self.order += 1
-        heapq.heappush(self.queue, (-cost, self.order, config))
+        # Longest first; among equals, runs on the same data (workload and seed: the split)
+        # together, so a worker's data cache keeps hitting instead of cycling through seeds.
+        heapq.heappush(self.queue, (-cost, config.workload, config.seed, self.order, config))
 
     def release(self, dependent: RunConfig, parent_id: str) -> int:
         """A parent is stored: queue its dependent's concrete run (1) or skip it (0)."""
@@ -465,9 +466,9 @@ class Scheduler:
     def dispatch(self) -> None:
         for worker in self.workers.values():
             if worker.pid is not None and worker.running is None and self.queue:
-                _, _, config = heapq.heappop(self.queue)
+                config = heapq.heappop(self.queue)[-1]
                 worker.running, worker.started = config, time.perf_counter()
-                worker.started_iso = now_iso()
+                worker.started_iso = _now_iso()
                 worker.conn.send(("run", config.to_dict()))
                 self.progress.busy(worker.slot, worker.pid, config)
 
@@ -562,6 +563,13 @@ class Scheduler:
                 worker.process.kill()
                 worker.process.join(timeout=5)
         self.workers.clear()
+
+
+def _now_iso() -> str:
+    # bench.measure imports torch: not at import time, so that building the CLI stays quick.
+    from bench.measure import now_iso
+
+    return now_iso()
 
 
 def _exit_reason(code: int | None) -> str:
