@@ -185,7 +185,7 @@ class RayScheduler(Scheduler):
 
         count = 0
         while self.queue:
-            _, _, config = heapq.heappop(self.queue)
+            config = heapq.heappop(self.queue)[-1]
             tasks = self.search_workers if _is_search(config) else 1
             run = _Run(config, tasks, time.perf_counter(), now_iso())
             for k in range(tasks):
