@@ -143,6 +143,42 @@ def dot(a: Tensor, b: Tensor) -> Tensor:
     return (a * b).sum()
 
 
+def dot_total(a: Tensor, b: Tensor) -> Tensor:
+    """``dot``, passed when the caller adds up the contributions of all tensors (every tensor
+    shares the learned value): a family may then return one total, from :func:`dot_all`."""
+    return dot(a, b)
+
+
+def dot_all(xs: list[Tensor], ys: list[Tensor]) -> Tensor:
+    r""":math:`\sum_i \langle x_i, y_i\rangle` in three kernels (two flat copies and one dot),
+    not one reduction per tensor: on a GPU the launches cost, not the arithmetic. The copies are
+    transient (twice the tensors' size, freed at once)."""
+    if len(xs) == 1:
+        return dot(xs[0], ys[0])
+    return torch.dot(flat(xs), flat(ys))
+
+
+def flat(xs: list[Tensor]) -> Tensor:
+    """The tensors as one 1-d tensor (a copy, unless there is only one)."""
+    if len(xs) == 1:
+        return xs[0].reshape(-1)
+    return torch.cat([x.reshape(-1) for x in xs])
+
+
+def shared_value(lrs: list[Any]) -> bool:
+    """Whether every tensor uses the same value, a number or a 0-d tensor (not one learned per
+    element): the multi-tensor paths need that."""
+    first = lrs[0]
+    if isinstance(first, Tensor) and first.dim() != 0:
+        return False
+    return all(x is first for x in lrs)
+
+
+def as_dtype(x: float | Tensor, like: Tensor) -> float | Tensor:
+    """A learned 0-d value in the dtype of the tensors it scales (the raw vector may be wider)."""
+    return x.to(like.dtype) if isinstance(x, Tensor) and x.dtype != like.dtype else x
+
+
 def dot_number(a: Tensor, b: Tensor) -> float:
     """The inner product as a Python float (the CPU path: reading it costs nothing there)."""
     return dot(a, b).item()
@@ -525,7 +561,8 @@ class Tower(torch.optim.Optimizer):
         slots = self._slot_list
         elementwise = self._elementwise
         numbers = isinstance(self._dval, list) and not elementwise  # all in Python floats
-        inner = times if elementwise else dot_number if numbers else dot
+        inner = (times if elementwise else dot_number if numbers
+                 else dot if self._lr_per_tensor_at_0 else dot_total)
         found: dict[int, list[Any]] = {}  # raw index (or slot start) -> contributions
         scales: dict[str, float] = {}
         for gi, group in enumerate(self.param_groups):

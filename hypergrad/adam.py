@@ -18,12 +18,17 @@ from hypergrad._hyper import (
     UNIT,
     Inner,
     Tower,
+    as_dtype,
     as_number,
     check,
     dot,
+    dot_all,
+    dot_total,
     fdiv,
+    flat,
     non_negative,
     positive,
+    shared_value,
 )
 
 
@@ -217,6 +222,10 @@ def adam(
     step size needs nothing beyond the moments, which stay in the state.
     """
     save_grad = "beta1" in record or "beta2" in record
+    if _multi_tensor(lrs, beta1, beta2, states, save_grad):
+        _adam_multi_tensor(params, grads, states, lr=lrs[0], beta1=beta1, beta2=beta2, eps=eps,
+                           weight_decay=weight_decay, decoupled=decoupled, save_grad=save_grad)
+        return
     for p, g, state, lr in zip(params, grads, states, lrs, strict=True):
         _adam_tensor(p, g, state, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
                      weight_decay=weight_decay, decoupled=decoupled, v0=v0, save_grad=save_grad)
@@ -262,6 +271,96 @@ def _adam_tensor(p: Tensor, g: Tensor, state: dict[str, Any], *, lr: float | Ten
         p.addcdiv_(m, denom, value=-step_size)
 
 
+def _multi_tensor(lrs: list[Any], beta1: float | Tensor, beta2: float | Tensor,
+                  states: list[dict[str, Any]], save_grad: bool) -> bool:
+    """Whether :func:`adam` may update all tensors with multi-tensor (``_foreach``) kernels:
+    learned tensor values (the accelerator path), one step size, every tensor's state made
+    and at the same step."""
+    if not lrs or not any(isinstance(x, Tensor) for x in (lrs[0], beta1, beta2)):
+        return False
+    if not shared_value(lrs) or any("step" not in st for st in states):
+        return False
+    if save_grad and any("hg_grad" not in st for st in states):
+        return False
+    return all(st["step"] == states[0]["step"] for st in states)
+
+
+def _adam_multi_tensor(params: list[Tensor], grads: list[Tensor], states: list[dict[str, Any]],
+                       *, lr: float | Tensor, beta1: float | Tensor, beta2: float | Tensor,
+                       eps: float, weight_decay: float, decoupled: bool, save_grad: bool) -> None:
+    """:func:`_adam_tensor` on every tensor at once; the scalar arithmetic (bias corrections,
+    step size) is done once, not once per tensor."""
+    like = params[0]
+    lr, beta1, beta2 = as_dtype(lr, like), as_dtype(beta1, like), as_dtype(beta2, like)
+    for st in states:
+        st["step"] += 1
+    t = states[0]["step"]
+    ms, vs = [st["exp_avg"] for st in states], [st["exp_avg_sq"] for st in states]
+    gs = grads
+    if weight_decay != 0:
+        if decoupled:
+            torch._foreach_mul_(params, 1 - lr * weight_decay)
+        else:
+            gs = torch._foreach_add(grads, params, alpha=weight_decay)
+    if save_grad:
+        torch._foreach_copy_([st["hg_grad"] for st in states], gs)
+    if isinstance(beta1, Tensor):
+        torch._foreach_mul_(ms, beta1)
+        torch._foreach_add_(ms, torch._foreach_mul(gs, 1 - beta1))
+    else:
+        torch._foreach_lerp_(ms, gs, 1 - beta1)
+    torch._foreach_mul_(vs, beta2)
+    torch._foreach_addcmul_(vs, gs, torch._foreach_mul(gs, 1 - beta2))
+    step_size = fdiv(lr, 1 - beta1**t)
+    denom = torch._foreach_sqrt(vs)
+    torch._foreach_div_(denom, (1 - beta2**t) ** 0.5)
+    torch._foreach_add_(denom, eps)
+    update = torch._foreach_div(ms, denom)
+    torch._foreach_mul_(update, step_size)
+    torch._foreach_sub_(params, update)
+
+
+def _adam_vjp_total(params: list[Tensor], grads: list[Tensor], states: list[dict[str, Any]], *,
+                    lr: float | Tensor, beta1: float | Tensor, beta2: float | Tensor, eps: float,
+                    weight_decay: float, decoupled: bool,
+                    names: frozenset[str]) -> dict[str, tuple[list[Tensor], float]]:
+    """:func:`adam_vjp` summed over all tensors (shared values, one step count): the same
+    formulas with every inner product a total over tensors, each in a few kernels."""
+    t = states[0]["step"]
+    ms, vs = [st["exp_avg"] for st in states], [st["exp_avg_sq"] for st in states]
+    bc1 = 1 - beta1**t
+    bc2 = 1 - beta2**t
+    s = torch._foreach_sqrt(vs)
+    torch._foreach_div_(s, as_dtype(bc2**0.5, vs[0]))  # sqrt(v_hat)
+    denom = torch._foreach_add(s, eps)
+    w = torch._foreach_div(grads, denom)
+    w_flat = flat(w)  # each flat copy made once, used by every product it enters
+    wm = torch.dot(w_flat, flat(ms))
+    g_flat = flat([st["hg_grad"] for st in states]) if names & {"beta1", "beta2"} else None
+    out: dict[str, tuple[list[Tensor], float]] = {}
+    if "lr" in names:
+        value = fdiv(wm, -bc1)
+        if decoupled and weight_decay != 0:
+            previous = (dot_all(grads, params) + wm * fdiv(lr, bc1)) / (1 - lr * weight_decay)
+            value = value - previous * weight_decay
+        out["lr"] = ([value], 1.0)
+    if "beta1" in names:
+        c1 = fdiv(t * beta1 ** (t - 1), bc1**2)
+        value = fdiv(wm - torch.dot(w_flat, g_flat), beta1 * bc1) + wm * c1
+        out["beta1"] = ([value * -lr], 1.0)
+    if "beta2" in names:
+        z = torch._foreach_mul(w, ms)
+        torch._foreach_div_(z, denom)
+        torch._foreach_clamp_min_(s, torch.finfo(s[0].dtype).tiny)
+        torch._foreach_div_(z, s)
+        z_flat = flat(z)
+        zv = torch.dot(z_flat, flat(vs))
+        c2 = fdiv(t * beta2 ** (t - 1), bc2**2)
+        value = fdiv(zv - torch.dot(z_flat.mul_(g_flat), g_flat), beta2 * bc2) + zv * c2
+        out["beta2"] = ([value * fdiv(lr, 2 * bc1)], 1.0)
+    return out
+
+
 def adam_vjp(
     params: list[Tensor],
     grads: list[Tensor],
@@ -294,6 +393,11 @@ def adam_vjp(
     AdamW adds :math:`-\lambda\langle g, p_{t-1}\rangle` to the first, :math:`p_{t-1} = (p_t +
     \alpha u_t)/(1 - \alpha\lambda)`. ``(values, scale)`` as in ``Tower._vjp``.
     """
+    if (inner is dot_total and shared_value(lrs)
+            and all(st["step"] == states[0]["step"] for st in states)):
+        return _adam_vjp_total(params, grads, states, lr=lrs[0], beta1=beta1, beta2=beta2,
+                               eps=eps, weight_decay=weight_decay, decoupled=decoupled,
+                               names=names)
     out: dict[str, tuple[list[Tensor], float]] = {n: ([], 1.0) for n in ("lr", "beta1", "beta2")
                                                    if n in names}
     for p, g_new, state, lr in zip(params, grads, states, lrs, strict=True):

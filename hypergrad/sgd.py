@@ -17,12 +17,16 @@ from hypergrad._hyper import (
     IDENTITY,
     Inner,
     Tower,
+    as_dtype,
     as_number,
     axmy_,
     check,
     dot,
+    dot_all,
+    dot_total,
     non_negative,
     positive,
+    shared_value,
 )
 
 
@@ -162,6 +166,11 @@ def sgd(
     on = momentum != 0 if momentum_on is None else momentum_on
     save_dir = "lr" in record and (not on or nesterov)
     save_prev = "momentum" in record
+    if _multi_tensor(lrs, momentum, states, on, save_dir, save_prev):
+        _sgd_multi_tensor(params, grads, states, lr=lrs[0], momentum=momentum, on=on,
+                          dampening=dampening, weight_decay=weight_decay, nesterov=nesterov,
+                          save_dir=save_dir, save_prev=save_prev)
+        return
     for p, g, state, lr in zip(params, grads, states, lrs, strict=True):
         _sgd_tensor(p, g, state, lr=lr, momentum=momentum, on=on, dampening=dampening,
                     weight_decay=weight_decay, nesterov=nesterov, save_dir=save_dir,
@@ -201,6 +210,52 @@ def _sgd_tensor(p: Tensor, g: Tensor, state: dict[str, Any], *, lr: float | Tens
     axmy_(p, u, lr)
 
 
+def _multi_tensor(lrs: list[Any], momentum: float | Tensor, states: list[dict[str, Any]],
+                  on: bool, save_dir: bool, save_prev: bool) -> bool:
+    """Whether :func:`sgd` may update all tensors with multi-tensor (``_foreach``) kernels: the
+    values are learned tensors (the accelerator path: per-tensor launches dominate there), one
+    step size for all, and every tensor's buffers exist already (not the first step)."""
+    if not lrs or not (isinstance(lrs[0], Tensor) or isinstance(momentum, Tensor)):
+        return False
+    if not shared_value(lrs):
+        return False
+    need = ([("momentum_buffer")] if on else []) + (["hg_dir"] if save_dir else []) + (
+        ["hg_buf_prev"] if save_prev else [])
+    return all(key in st for st in states for key in need)
+
+
+def _sgd_multi_tensor(params: list[Tensor], grads: list[Tensor], states: list[dict[str, Any]],
+                      *, lr: float | Tensor, momentum: float | Tensor, on: bool, dampening: float,
+                      weight_decay: float, nesterov: bool, save_dir: bool,
+                      save_prev: bool) -> None:
+    """:func:`_sgd_tensor` on every tensor at once, operation for operation."""
+    lr, momentum = as_dtype(lr, params[0]), as_dtype(momentum, params[0])
+    ds = grads if weight_decay == 0 else torch._foreach_add(grads, params, alpha=weight_decay)
+    us = ds
+    if on:
+        bufs = [st["momentum_buffer"] for st in states]
+        if save_prev:  # the new buffer goes into the old previous one: no copy
+            news = [st["hg_buf_prev"] for st in states]
+            torch._foreach_copy_(news, bufs)
+            for st, prev, new in zip(states, bufs, news, strict=True):
+                st["momentum_buffer"], st["hg_buf_prev"] = new, prev
+            bufs = news
+        torch._foreach_mul_(bufs, momentum)
+        torch._foreach_add_(bufs, ds, alpha=1 - dampening)
+        if not nesterov:
+            us = bufs
+        elif isinstance(momentum, Tensor):
+            us = torch._foreach_add(ds, torch._foreach_mul(bufs, momentum))
+        else:
+            us = torch._foreach_add(ds, bufs, alpha=momentum)
+    if save_dir:
+        torch._foreach_copy_([st["hg_dir"] for st in states], us)
+    if isinstance(lr, Tensor):
+        torch._foreach_sub_(params, torch._foreach_mul(us, lr))
+    else:
+        torch._foreach_add_(params, us, alpha=-lr)
+
+
 def sgd_vjp(
     grads: list[Tensor],
     states: list[dict[str, Any]],
@@ -218,8 +273,17 @@ def sgd_vjp(
     -\alpha\langle g, b_{t-1}\rangle` (Nesterov: :math:`-\alpha(\langle g, b_t\rangle + \mu
     \langle g, b_{t-1}\rangle)`); ``(values, scale)`` as in ``Tower._vjp``."""
     out: dict[str, tuple[list[Tensor], float]] = {}
+    key = "momentum_buffer" if momentum_on and not nesterov else "hg_dir"
+    if inner is dot_total and shared_value(lrs):  # one total for all tensors: few kernels
+        if "lr" in names:
+            out["lr"] = ([dot_all(grads, [st[key] for st in states])], -1.0)
+        if "momentum" in names:
+            v = dot_all(grads, [st["hg_buf_prev"] for st in states])
+            if nesterov:
+                v = dot_all(grads, [st["momentum_buffer"] for st in states]) + v * momentum
+            out["momentum"] = ([v * lrs[0]], -1.0)
+        return out
     if "lr" in names:
-        key = "momentum_buffer" if momentum_on and not nesterov else "hg_dir"
         out["lr"] = ([inner(g, st[key]) for g, st in zip(grads, states, strict=True)], -1.0)
     if "momentum" in names:
         values = []
