@@ -57,7 +57,8 @@ LEARNED_FROM = "learned_from"
 RESERVED_OPTIONS = ("jobs_per_gpu", "parent", LEARNED_FROM)
 # The run options the training loop reads (``bench.train``; ``storage``: a search's Optuna
 # storage). Every option is part of the run id, so a misspelt one would silently make new runs
-# that differ in nothing: it is an error instead. ``bench.train.OPTIONS`` wins when it exists.
+# that differ in nothing: it is an error instead. (Kept here, not read from bench.train: checking a
+# suite must not import torch.)
 RUN_OPTIONS = ("batch_size", "eval_every", "hyper_every", "check_every", "warmup_steps",
                "diverge_factor", "storage")
 
@@ -336,11 +337,7 @@ class _Parser:
 
 def run_options() -> tuple[str, ...]:
     """The option names a run may carry (see ``RUN_OPTIONS``)."""
-    try:
-        from bench import train
-    except ImportError:  # pragma: no cover - the loop is part of the package
-        return RUN_OPTIONS
-    return tuple(getattr(train, "OPTIONS", RUN_OPTIONS))
+    return RUN_OPTIONS
 
 
 def _fmt(value: Any) -> str:

@@ -148,6 +148,22 @@ class TowerMethod(SingleRunMethod):
 # plain torch.optim
 
 
+_EMPTY = "optimizer got an empty parameter list"
+
+
+def _check_torch_arguments(cls: type, kwargs: dict[str, Any], name: str) -> None:
+    """torch checks values at construction: let it speak now, not in the run. With no
+    parameters, construction stops right after those checks (before ``add_param_group``, whose
+    first call imports ``torch._dynamo``: seconds that checking a suite should not cost)."""
+    try:
+        cls([], **kwargs)
+    except (ValueError, TypeError) as e:
+        if str(e) == _EMPTY:
+            return
+        raise UserError(f"invalid arguments in {name!r}: {e}") from e
+    cls([torch.zeros(1, requires_grad=True)], **kwargs)  # a torch without that check
+
+
 class TorchMethod(SingleRunMethod):
     """A plain ``torch.optim`` optimizer, named ``torch.<name>(<torch's arguments>)``."""
 
@@ -160,10 +176,7 @@ class TorchMethod(SingleRunMethod):
         self.cls = TORCH_OPTIMIZERS[call.name]
         self.kwargs = _torch_kwargs(self.cls, call)
         self.name = f"torch.{call.name}({_torch_arguments(self.cls, self.kwargs)})"
-        try:  # torch checks values at construction: let it speak now, not in the run
-            self.cls([torch.zeros(1, requires_grad=True)], **self.kwargs)
-        except (ValueError, TypeError) as e:
-            raise UserError(f"invalid arguments in {self.name!r}: {e}") from e
+        _check_torch_arguments(self.cls, self.kwargs, self.name)
 
     def setup(
         self,

@@ -11,14 +11,18 @@ import argparse
 import dataclasses
 import shlex
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.config import RunConfig, device_kind
 from bench.record import RunResult
-from bench.report.build import SuiteInfo, write_report
-from bench.report.load import load_results
 from bench.report.structure import canonical_method
 from bench.suite import LEARNED_FROM
+
+if TYPE_CHECKING:
+    from bench.report.build import SuiteInfo
+
+# bench.report.build (pandas, seaborn, matplotlib: seconds to import) is imported where a report
+# is written, not here: every `python -m bench` command builds this module's arguments.
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,6 +66,8 @@ def make_report(
     from bench.store import default_location
 
     location = str(store) if store else default_location()
+    from bench.report.load import load_results
+
     results = load_results(location)
     info = None
     if suite:
@@ -91,6 +97,8 @@ def _write(results: list[RunResult], info: SuiteInfo | None, location: str,
     out = Path(out) if out else Path("reports") / name
     title = title or (f"Suite `{name}`" if info else f"Results in `{location}`")
     command = reproduce_command(location, out, info, results)
+    from bench.report.build import write_report
+
     return write_report(results, out, title=title, source=location, command=command, suite=info)
 
 
@@ -134,6 +142,8 @@ def suite_results(suite: Any, results: list[RunResult], *, ref: str | None = Non
     tokens = {f"parent:{c.option(LEARNED_FROM)}" if c.option(LEARNED_FROM) else c.run_id
               for c in plan}
     text = suite.path.read_text(encoding="utf-8") if suite.path else suite.description
+    from bench.report.build import SuiteInfo
+
     info = SuiteInfo(suite.name, text, planned=len(tokens), pending=len(tokens - stored),
                      ref=ref or suite.name)
     return members, info
