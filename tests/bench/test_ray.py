@@ -1,7 +1,8 @@
 """The Ray executor on a real local Ray cluster (2 CPUs) started by these tests.
 
 ``python -m bench suite ... --executor ray`` runs in this process (it finds the cluster already
-connected and leaves it up). Its results must equal the local scheduler's, bit for bit on the
+connected and leaves it up). Its results, the ``smoke`` suite's and a small suite's with
+dependents, a search and a failing run, must equal the local scheduler's, bit for bit on the
 CPU; failures are recorded and isolated as the local scheduler's are (a Ray worker process is
 killed for real), Ctrl-C cancels what is outstanding, and a re-run resumes.
 """
@@ -87,9 +88,38 @@ options = { batch_size = -1 }
 """  # 6 runs, 2 dependents
 
 
+def stores(tmp_path: Path) -> tuple[Path, Path]:
+    """Two stores in two folders: each gets its own Optuna storage beside it, so a search on one
+    side cannot resume the other side's study (both are named after the same run id)."""
+    (tmp_path / "ray").mkdir()
+    (tmp_path / "local").mkdir()
+    return tmp_path / "ray" / "results.sqlite", tmp_path / "local" / "results.sqlite"
+
+
+def assert_same_results(on_ray: Path, local: Path, count: int) -> dict[str, Any]:
+    a, b = records(on_ray), records(local)
+    assert a.keys() == b.keys() and len(a) == count
+    for run_id, ours in a.items():
+        theirs = b[run_id]
+        assert (ours.status, ours.error) == (theirs.status, theirs.error), run_id
+        assert ours.metrics == theirs.metrics, run_id  # the same floats, searches included
+        assert _untimed(ours.curves.get("eval")) == _untimed(theirs.curves.get("eval")), run_id
+        assert ours.env["executor"] == "ray" and ours.env["slot"].startswith("ray:")
+    return a
+
+
+def test_the_smoke_suite_on_ray_equals_the_local_scheduler(cluster, tmp_path):
+    on_ray, local = stores(tmp_path)
+    code, out = cli("suite", "smoke", "--executor", "ray", "--store", str(on_ray), "--no-report")
+    assert code == 0 and "28 done, 0 diverged, 0 failed" in out, out
+    code, out = cli("suite", "smoke", "--cpu-workers", "2", "--store", str(local), "--no-report")
+    assert code == 0 and "28 done, 0 diverged, 0 failed" in out, out
+    assert_same_results(on_ray, local, 28)
+
+
 def test_a_suite_on_ray_equals_the_local_scheduler_and_resumes(cluster, tmp_path):
     suite = suite_file(tmp_path, TINY)
-    on_ray, local = tmp_path / "ray.sqlite", tmp_path / "local.sqlite"
+    on_ray, local = stores(tmp_path)
     code, out = cli("suite", str(suite), "--executor", "ray", "--store", str(on_ray),
                     "--no-report")
     assert code == 1, out  # the raising run failed: never exit 0
@@ -99,14 +129,7 @@ def test_a_suite_on_ray_equals_the_local_scheduler_and_resumes(cluster, tmp_path
                     "--no-report")
     assert code == 1 and "7 done, 0 diverged, 1 failed" in out, out
 
-    a, b = records(on_ray), records(local)
-    assert a.keys() == b.keys() and len(a) == 8
-    for run_id, ours in a.items():
-        theirs = b[run_id]
-        assert (ours.status, ours.error) == (theirs.status, theirs.error), run_id
-        assert ours.metrics == theirs.metrics, run_id  # the same floats, searches included
-        assert _untimed(ours.curves.get("eval")) == _untimed(theirs.curves.get("eval")), run_id
-        assert ours.env["executor"] == "ray" and ours.env["slot"].startswith("ray:")
+    a = assert_same_results(on_ray, local, 8)
     failed = next(r for r in a.values() if r.status == FAILED)
     assert "batch_size" in failed.error
 
