@@ -30,8 +30,10 @@ class SuiteInfo:
         name: the suite's name.
         text: the suite file's text (shown in the report), or a description.
         planned: the number of runs its plan holds.
-        pending: how many of them are not in the store yet.
+        pending: how many of them are not in the store yet (and can still be trained).
         ref: how the user named it (a shipped suite's name or a file path), for commands.
+        impossible: planned re-runs that cannot be made, each with why (its parent learned a
+            value no plain optimizer accepts, such as a step size of 0).
     """
 
     name: str
@@ -39,6 +41,7 @@ class SuiteInfo:
     planned: int = 0
     pending: int = 0
     ref: str = ""
+    impossible: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -115,7 +118,12 @@ def _header(report: Report, frame: pd.DataFrame, title: str, source: str, comman
     )
     if suite is not None and suite.planned:
         report.add(f"Planned by suite `{suite.name}`: {suite.planned} runs; "
-                   f"{suite.pending} not in the store yet.")
+                   f"{suite.pending} not in the store yet"
+                   + (f"; {len(suite.impossible)} re-runs that cannot be made." if suite.impossible
+                      else "."))
+        if suite.impossible:
+            report.add("Planned re-runs that cannot be made (the suite skips them, and says "
+                       "why):\n\n" + "\n".join(f"- {line}" for line in suite.impossible))
     problems = tables.problem_runs(frame)
     if problems:
         report.add("Runs that are not results (failed, diverged, interrupted):\n\n" + problems)

@@ -141,12 +141,37 @@ def suite_results(suite: Any, results: list[RunResult], *, ref: str | None = Non
         f"parent:{(r.config.get('options') or {}).get('parent')}" for r in members}
     tokens = {f"parent:{c.option(LEARNED_FROM)}" if c.option(LEARNED_FROM) else c.run_id
               for c in plan}
+    impossible = _impossible_reruns(plan, results, stored)
     text = suite.path.read_text(encoding="utf-8") if suite.path else suite.description
     from bench.report.build import SuiteInfo
 
-    info = SuiteInfo(suite.name, text, planned=len(tokens), pending=len(tokens - stored),
-                     ref=ref or suite.name)
+    info = SuiteInfo(suite.name, text, planned=len(tokens),
+                     pending=len(tokens - stored) - len(impossible), ref=ref or suite.name,
+                     impossible=impossible)
     return members, info
+
+
+def _impossible_reruns(plan: list[RunConfig], results: list[RunResult],
+                       stored: set[str]) -> list[str]:
+    """Planned re-runs whose parent is stored but whose learned values make no valid run (the
+    scheduler skips them with the same reason): not pending, they will never be trained."""
+    from bench.errors import UserError
+    from bench.record import DONE
+    from bench.suite import resolve_dependent
+
+    by_id = {r.run_id: r for r in results}
+    out = []
+    for config in plan:
+        parent = by_id.get(config.option(LEARNED_FROM) or "")
+        if parent is None or parent.status != DONE or f"parent:{parent.run_id}" in stored:
+            continue
+        try:
+            resolve_dependent(config, parent)
+        except UserError as e:
+            reason = str(e).split(";")[0]  # the first clause: what is wrong
+            out.append(f"{config.workload}, plain re-run of {config.method}, seed "
+                       f"{config.seed}: {reason}")
+    return sorted(out)
 
 
 def _config(result: RunResult) -> RunConfig:

@@ -240,3 +240,28 @@ def test_exports_load_back(report_store: Path, results: list[RunResult], tmp_pat
         assert flat.metrics.get("test_error") == pytest.approx(full.metrics.get("test_error"))
     again = write_jsonl(load_results(jsonl), tmp_path / "again.jsonl")
     assert again.read_text() == jsonl.read_text()  # stable order and keys: diffs stay small
+
+
+def test_a_rerun_that_cannot_be_made_is_listed_not_pending(tmp_path: Path):
+    """A tower that learned a step size of 0 or below has no plain re-run (the scheduler skips
+    it): the report lists it with the reason instead of counting it as still to train."""
+    from bench.report.command import suite_results
+    from bench.suite import LEARNED_FROM, load_suite
+
+    path = tmp_path / "reruns.toml"
+    path.write_text('description = "re-runs"\nseeds = [0, 1]\nbudgets = [{ steps = 10 }]\n'
+                    '[[group]]\nworkloads = ["mnist-mlp"]\nmethods = ["sgd(0.01)/sgd(0.01)"]\n'
+                    'rerun_learned = true\n')
+    suite = load_suite(str(path))
+    plan = suite.plan()
+    towers = [c for c in plan if not c.option(LEARNED_FROM)]
+    assert len(towers) == 2 and len(plan) == 4
+    learned = {0: -0.02, 1: 0.03}  # seed 0 learned a negative step size
+    results = [RunResult(c.run_id, c.to_dict(), DONE, metrics={"test_error": 0.1,
+                                                               "hyper/0.lr": learned[c.seed]})
+               for c in towers]
+    _, info = suite_results(suite, results, plan=plan)
+    assert info.planned == 4
+    assert info.pending == 1  # seed 1's re-run can still be trained
+    assert len(info.impossible) == 1
+    assert "seed 0" in info.impossible[0] and "lr must be > 0" in info.impossible[0]
