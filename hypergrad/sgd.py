@@ -219,7 +219,7 @@ def _multi_tensor(lrs: list[Any], momentum: float | Tensor, states: list[dict[st
         return False
     if not shared_value(lrs):
         return False
-    need = ([("momentum_buffer")] if on else []) + (["hg_dir"] if save_dir else []) + (
+    need = (["momentum_buffer"] if on else []) + (["hg_dir"] if save_dir else []) + (
         ["hg_buf_prev"] if save_prev else [])
     return all(key in st for st in states for key in need)
 
