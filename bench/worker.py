@@ -102,8 +102,6 @@ def main(conn: Connection, spec: WorkerSpec) -> None:
 def _warm_up() -> None:
     """Import the training loop and every method family before reporting ready (seconds, which
     the scheduler overlaps with its own start), so the first run does not pay for them."""
-    import torch._dynamo  # noqa: F401  (every torch.optim optimizer imports it when first built)
-
     import bench.train  # noqa: F401
     from bench.methods import families
 
