@@ -183,6 +183,33 @@ def shared_value(lrs: list[Any]) -> bool:
     return all(x is first for x in lrs)
 
 
+def multi_tensor_ready(lrs: list[Any], values: tuple[Any, ...], states: list[dict[str, Any]],
+                       needs: Iterable[str]) -> bool:
+    """Whether a family may update all of a group's tensors with multi-tensor (``_foreach``)
+    kernels: some value is a learned tensor (the accelerator path, where one launch per tensor
+    costs more than the arithmetic), one step size serves every tensor, and every tensor's state
+    already holds ``needs`` (not the first step)."""
+    if not lrs or not any(isinstance(x, Tensor) for x in (lrs[0], *values)):
+        return False
+    needs = tuple(needs)
+    return shared_value(lrs) and all(key in st for st in states for key in needs)
+
+
+def same_step(states: list[dict[str, Any]]) -> bool:
+    """Whether every tensor's step counter agrees (one bias correction serves them all)."""
+    return all(st["step"] == states[0]["step"] for st in states)
+
+
+def keep(state: dict[str, Any], key: str, value: Tensor) -> None:
+    """Save a copy of ``value`` in ``state[key]``, into the buffer already there after the first
+    step (what a hypergradient needs at the next step, when ``value`` may be gone)."""
+    saved = state.get(key)
+    if saved is None:
+        state[key] = value.detach().clone()
+    else:
+        saved.copy_(value)
+
+
 def as_dtype(x: float | Tensor, like: Tensor) -> float | Tensor:
     """A learned 0-d value in the dtype of the tensors it scales (the raw vector may be wider)."""
     return x.to(like.dtype) if isinstance(x, Tensor) and x.dtype != like.dtype else x

@@ -26,8 +26,11 @@ from hypergrad._hyper import (
     dot_total,
     fdiv,
     flat,
+    keep,
+    multi_tensor_ready,
     non_negative,
     positive,
+    same_step,
     shared_value,
 )
 
@@ -222,7 +225,8 @@ def adam(
     step size needs nothing beyond the moments, which stay in the state.
     """
     save_grad = "beta1" in record or "beta2" in record
-    if _multi_tensor(lrs, beta1, beta2, states, save_grad):
+    needs = ("step", "hg_grad") if save_grad else ("step",)
+    if multi_tensor_ready(lrs, (beta1, beta2), states, needs) and same_step(states):
         _adam_multi_tensor(params, grads, states, lr=lrs[0], beta1=beta1, beta2=beta2, eps=eps,
                            weight_decay=weight_decay, decoupled=decoupled, save_grad=save_grad)
         return
@@ -248,11 +252,7 @@ def _adam_tensor(p: Tensor, g: Tensor, state: dict[str, Any], *, lr: float | Ten
         else:
             g = g.add(p, alpha=weight_decay)
     if save_grad:
-        saved = state.get("hg_grad")
-        if saved is None:
-            state["hg_grad"] = g.detach().clone()
-        else:
-            saved.copy_(g)
+        keep(state, "hg_grad", g)
     if isinstance(beta1, Tensor):
         m.lerp_(g, (1 - beta1).to(m.dtype))
     else:
@@ -269,20 +269,6 @@ def _adam_tensor(p: Tensor, g: Tensor, state: dict[str, Any], *, lr: float | Ten
         p.addcmul_(m / denom, step_size, value=-1)
     else:
         p.addcdiv_(m, denom, value=-step_size)
-
-
-def _multi_tensor(lrs: list[Any], beta1: float | Tensor, beta2: float | Tensor,
-                  states: list[dict[str, Any]], save_grad: bool) -> bool:
-    """Whether :func:`adam` may update all tensors with multi-tensor (``_foreach``) kernels:
-    learned tensor values (the accelerator path), one step size, every tensor's state made
-    and at the same step."""
-    if not lrs or not any(isinstance(x, Tensor) for x in (lrs[0], beta1, beta2)):
-        return False
-    if not shared_value(lrs) or any("step" not in st for st in states):
-        return False
-    if save_grad and any("hg_grad" not in st for st in states):
-        return False
-    return all(st["step"] == states[0]["step"] for st in states)
 
 
 def _adam_multi_tensor(params: list[Tensor], grads: list[Tensor], states: list[dict[str, Any]],
@@ -393,8 +379,7 @@ def adam_vjp(
     AdamW adds :math:`-\lambda\langle g, p_{t-1}\rangle` to the first, :math:`p_{t-1} = (p_t +
     \alpha u_t)/(1 - \alpha\lambda)`. ``(values, scale)`` as in ``Tower._vjp``.
     """
-    if (inner is dot_total and shared_value(lrs)
-            and all(st["step"] == states[0]["step"] for st in states)):
+    if inner is dot_total and shared_value(lrs) and same_step(states):
         return _adam_vjp_total(params, grads, states, lr=lrs[0], beta1=beta1, beta2=beta2,
                                eps=eps, weight_decay=weight_decay, decoupled=decoupled,
                                names=names)

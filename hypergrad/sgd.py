@@ -24,6 +24,8 @@ from hypergrad._hyper import (
     dot,
     dot_all,
     dot_total,
+    keep,
+    multi_tensor_ready,
     non_negative,
     positive,
     shared_value,
@@ -166,7 +168,9 @@ def sgd(
     on = momentum != 0 if momentum_on is None else momentum_on
     save_dir = "lr" in record and (not on or nesterov)
     save_prev = "momentum" in record
-    if _multi_tensor(lrs, momentum, states, on, save_dir, save_prev):
+    needs = (["momentum_buffer"] if on else []) + (["hg_dir"] if save_dir else []) + (
+        ["hg_buf_prev"] if save_prev else [])
+    if multi_tensor_ready(lrs, (momentum,), states, needs):
         _sgd_multi_tensor(params, grads, states, lr=lrs[0], momentum=momentum, on=on,
                           dampening=dampening, weight_decay=weight_decay, nesterov=nesterov,
                           save_dir=save_dir, save_prev=save_prev)
@@ -202,26 +206,8 @@ def _sgd_tensor(p: Tensor, g: Tensor, state: dict[str, Any], *, lr: float | Tens
         else:
             u = d.add(buf, alpha=momentum)
     if save_dir:
-        saved = state.get("hg_dir")
-        if saved is None:
-            state["hg_dir"] = u.detach().clone()
-        else:
-            saved.copy_(u)
+        keep(state, "hg_dir", u)
     axmy_(p, u, lr)
-
-
-def _multi_tensor(lrs: list[Any], momentum: float | Tensor, states: list[dict[str, Any]],
-                  on: bool, save_dir: bool, save_prev: bool) -> bool:
-    """Whether :func:`sgd` may update all tensors with multi-tensor (``_foreach``) kernels: the
-    values are learned tensors (the accelerator path: per-tensor launches dominate there), one
-    step size for all, and every tensor's buffers exist already (not the first step)."""
-    if not lrs or not (isinstance(lrs[0], Tensor) or isinstance(momentum, Tensor)):
-        return False
-    if not shared_value(lrs):
-        return False
-    need = (["momentum_buffer"] if on else []) + (["hg_dir"] if save_dir else []) + (
-        ["hg_buf_prev"] if save_prev else [])
-    return all(key in st for st in states for key in need)
 
 
 def _sgd_multi_tensor(params: list[Tensor], grads: list[Tensor], states: list[dict[str, Any]],
