@@ -145,17 +145,8 @@ def dot(a: Tensor, b: Tensor) -> Tensor:
 
 def dot_total(a: Tensor, b: Tensor) -> Tensor:
     """``dot``, passed when the caller adds up the contributions of all tensors (every tensor
-    shares the learned value): a family may then return one total, from :func:`dot_all`."""
+    shares the learned value): a family may then return one total (from :class:`Flat`)."""
     return dot(a, b)
-
-
-def dot_all(xs: list[Tensor], ys: list[Tensor]) -> Tensor:
-    r""":math:`\sum_i \langle x_i, y_i\rangle` in three kernels (two flat copies and one dot),
-    not one reduction per tensor: on a GPU the launches cost, not the arithmetic. The copies are
-    transient (twice the tensors' size, freed at once)."""
-    if len(xs) == 1:
-        return dot(xs[0], ys[0])
-    return torch.dot(flat(xs), flat(ys))
 
 
 def flat(xs: list[Tensor]) -> Tensor:
@@ -169,35 +160,115 @@ def _cat_flat(xs: list[Tensor]) -> Tensor:
     return torch.cat([x.reshape(-1) for x in xs])
 
 
-# torch's own flatten (DDP's bucketing uses it): the same cat, with the per-tensor views made in
-# C++ rather than one Python call each, which is most of its cost for a model of many tensors.
-_flatten = getattr(getattr(torch._C, "_nn", None), "flatten_dense_tensors", _cat_flat)
-
-
 def shared_value(lrs: list[Any]) -> bool:
     """Whether every tensor uses the same value, a number or a 0-d tensor (not one learned per
-    element): the multi-tensor paths need that."""
+    element): the flat path needs that."""
     first = lrs[0]
     if isinstance(first, Tensor) and first.dim() != 0:
         return False
     return all(x is first for x in lrs)
 
 
-def multi_tensor_ready(lrs: list[Any], values: tuple[Any, ...], states: list[dict[str, Any]],
-                       needs: Iterable[str]) -> bool:
-    """Whether a family may update all of a group's tensors with multi-tensor (``_foreach``)
-    kernels: some value is a learned tensor (the accelerator path, where one launch per tensor
-    costs more than the arithmetic), one step size serves every tensor, and every tensor's state
-    already holds ``needs`` (not the first step)."""
-    if not lrs or not any(isinstance(x, Tensor) for x in (lrs[0], *values)):
-        return False
-    needs = tuple(needs)
-    return shared_value(lrs) and all(key in st for st in states for key in needs)
-
-
 def same_step(states: list[dict[str, Any]]) -> bool:
     """Whether every tensor's step counter agrees (one bias correction serves them all)."""
     return all(st["step"] == states[0]["step"] for st in states)
+
+
+# torch's own flatten and unflatten (DDP's bucketing uses them): one cat, and the per-tensor views
+# made in C++ rather than one Python call each, which is most of the cost for a model of many
+# tensors.
+_flatten = getattr(getattr(torch._C, "_nn", None), "flatten_dense_tensors", _cat_flat)
+_unflatten = getattr(getattr(torch._C, "_nn", None), "unflatten_dense_tensors", None)
+
+
+def unflatten(flat: Tensor, like: list[Tensor]) -> list[Tensor]:
+    """Views of ``flat`` shaped as ``like`` (the inverse of :func:`flat`, without a copy)."""
+    if _unflatten is not None:
+        return list(_unflatten(flat, like))
+    out, start = [], 0
+    for t in like:
+        out.append(flat[start:start + t.numel()].view_as(t))
+        start += t.numel()
+    return out
+
+
+class Flat:
+    """One param group seen as flat vectors, for one step: the accelerator's path.
+
+    On a GPU one kernel launch costs more than the arithmetic on a small tensor, and even a
+    ``_foreach`` kernel allocates its outputs one tensor at a time. So the state a family keeps
+    per tensor lives in one flat buffer per key, each tensor's entry a view of it (``state`` and
+    ``state_dict()`` look as before), and the gradients are flattened once per step: each
+    elementwise operation of an update or a hypergradient is then one kernel on one tensor.
+
+    The buffers outlive the step (the tower keeps them per group, in ``buffers``); a state whose
+    tensors are no longer the views handed out (after ``load_state_dict``) is copied into new
+    ones when first asked for.
+    """
+
+    def __init__(self, params: list[Tensor], grads: list[Tensor], states: list[dict[str, Any]],
+                 buffers: dict[str, tuple[Tensor, list[Tensor]]]) -> None:
+        self.params, self.grads, self.states = params, grads, states
+        self._buffers = buffers
+        self._grad: Tensor | None = None
+
+    @property
+    def grad(self) -> Tensor:
+        """The gradients as one vector (flattened at the first use in a step)."""
+        if self._grad is None:
+            self._grad = flat(self.grads)
+        return self._grad
+
+    def param(self) -> Tensor:
+        """The parameters as one vector: a copy, to read (weight decay)."""
+        return flat(self.params)
+
+    def has(self, keys: Iterable[str]) -> bool:
+        """Whether every tensor's state holds ``keys`` (not the first step)."""
+        keys = tuple(keys)
+        return all(key in st for st in self.states for key in keys)
+
+    def buf(self, key: str) -> Tensor:
+        """State ``key`` of every tensor as one vector, written through to the states."""
+        views = [st[key] for st in self.states]
+        kept = self._buffers.get(key)
+        if kept is not None and len(kept[1]) == len(views) and all(
+                a is b for a, b in zip(kept[1], views, strict=True)):
+            return kept[0]
+        if len(views) == 1 and views[0].is_contiguous():
+            vector = views[0].view(-1)
+        else:
+            vector = _flatten(views)  # a copy; the states then hold views of it
+            views = unflatten(vector, views)
+            for st, view in zip(self.states, views, strict=True):
+                st[key] = view
+        self._buffers[key] = (vector, views)
+        return vector
+
+    def swap(self, a: str, b: str) -> None:
+        """Exchange states ``a`` and ``b`` of every tensor (both made flat first)."""
+        self.buf(a), self.buf(b)
+        (va, views_a), (vb, views_b) = self._buffers[a], self._buffers[b]
+        self._buffers[a], self._buffers[b] = (vb, views_b), (va, views_a)
+        for st, x, y in zip(self.states, views_a, views_b, strict=True):
+            st[a], st[b] = y, x
+
+    def sub_(self, update: Tensor, scale: float | Tensor = 1.0) -> None:
+        """``params -= scale * update``, in place, from one vector (a number ``scale`` folds
+        into the same kernel)."""
+        if isinstance(scale, Tensor):
+            update, scale = update * scale, 1.0
+        if len(self.params) == 1:
+            self.params[0].add_(update.view_as(self.params[0]), alpha=-scale)
+        else:
+            torch._foreach_add_(self.params, unflatten(update, self.params), alpha=-scale)
+
+
+def flat_ready(flat: Flat | None, lrs: list[Any], needs: Iterable[str]) -> bool:
+    """Whether a family may update a group on the flat path: the tower offers it (an
+    accelerator, every tensor with a gradient), one step size serves every tensor, and every
+    tensor's state already holds ``needs`` (not the first step)."""
+    return flat is not None and shared_value(lrs) and flat.has(needs)
 
 
 def keep(state: dict[str, Any], key: str, value: Tensor) -> None:
@@ -320,6 +391,8 @@ class Tower(torch.optim.Optimizer):
         self._config = self._validate(dict(defaults), self._learned())
         self.hyper: Tower | None = None
         self._raw: Tensor | None = None
+        self._flat_buffers: dict[int, dict[str, tuple[Tensor, list[Tensor]]]] = {}
+        self._flats: dict[int, Flat] = {}  # this step's, per group: gradients flattened once
         self._slots: dict[str, _Slot] = {}
         self._bound = params is not None
         if params is None:
@@ -569,6 +642,24 @@ class Tower(torch.optim.Optimizer):
             states.append(st)
         return kept, params, grads, states
 
+    def _flat(self, gi: int, group: dict[str, Any], params: list[Tensor], grads: list[Tensor],
+              states: list[dict[str, Any]]) -> Flat | None:
+        """Group ``gi`` as flat vectors (:class:`Flat`) when the tensor path is on (an
+        accelerator, or ``cpu_floats`` off) and every tensor of the group steps with one dtype;
+        the same object for the hypergradient and the update of one step."""
+        made = self._flats.get(gi)
+        if made is not None and len(made.grads) == len(grads) and all(
+                a is b for a, b in zip(made.grads, grads, strict=True)):
+            return made
+        first = params[0]
+        if ((self.cpu_floats and first.device.type == "cpu") or self._lr_per_tensor_at_0
+                or len(params) != len(group["params"])
+                or any(p.dtype != first.dtype or p.device != first.device for p in params)):
+            return None
+        made = Flat(params, grads, states, self._flat_buffers.setdefault(gi, {}))
+        self._flats[gi] = made
+        return made
+
     def _update(self) -> None:
         """This level's update of its own parameters from their ``.grad``, recording the trace
         the next hypergradient needs when a level above learns from it."""
@@ -584,7 +675,8 @@ class Tower(torch.optim.Optimizer):
             if any(g.is_sparse for g in grads):
                 raise HypergradError(f"{self.name}: sparse gradients are not supported")
             hp = self._hparams(gi, group)
-            self._step_group(hp, params, grads, states, self._lrs(hp, kept), learned)
+            self._step_group(hp, params, grads, states, self._lrs(hp, kept), learned,
+                             flat=self._flat(gi, group, params, grads, states))
             if learned:
                 for st in states:
                     st["hg_valid"] = True
@@ -607,7 +699,8 @@ class Tower(torch.optim.Optimizer):
                 continue
             hp = self._hparams(gi, group)
             contributions = self._vjp(hp, params, grads, states, self._lrs(hp, valid),
-                                      self._names, inner)
+                                      self._names, inner,
+                                      flat=self._flat(gi, group, params, grads, states))
             for name, (values, scale) in contributions.items():
                 s = self._slots[name]
                 scales[name] = scale
@@ -694,26 +787,33 @@ class Tower(torch.optim.Optimizer):
         levels = self.levels
         for level in levels[:-1]:
             level._sync_external()
-        for lower in levels[:-1]:  # 1. bottom-up
-            assert lower._raw is not None
-            lower._raw.grad = lower._hypergradient()
-        for k in range(len(levels) - 1, -1, -1):  # 2. top-down
-            levels[k]._update()
-            if k:
-                levels[k - 1]._refresh()
+        try:
+            for lower in levels[:-1]:  # 1. bottom-up
+                assert lower._raw is not None
+                lower._raw.grad = lower._hypergradient()
+            for k in range(len(levels) - 1, -1, -1):  # 2. top-down
+                levels[k]._update()
+                levels[k]._flats.clear()  # frees this level's flat gradients
+                if k:
+                    levels[k - 1]._refresh()
+        finally:
+            for level in levels:  # nothing of this step's survives a failed one
+                level._flats.clear()
         return loss
 
     # -- family interface --------------------------------------------------------------------
 
     def _step_group(self, hp: dict[str, Any], params: list[Tensor], grads: list[Tensor],
-                    states: list[dict[str, Any]], lrs: list[Any], record: frozenset[str]) -> None:
+                    states: list[dict[str, Any]], lrs: list[Any], record: frozenset[str], *,
+                    flat: Flat | None = None) -> None:
         """Update one group's tensors in place; when ``record`` names learned hyperparameters,
-        also save in each state what ``_vjp`` will need."""
+        also save in each state what ``_vjp`` will need. ``flat``: the group as flat vectors,
+        when the tower offers that path (a family may ignore it)."""
         raise NotImplementedError
 
     def _vjp(self, hp: dict[str, Any], params: list[Tensor], grads: list[Tensor],
              states: list[dict[str, Any]], lrs: list[Any], names: frozenset[str],
-             inner: Inner) -> dict[str, tuple[list[Tensor], float]]:
+             inner: Inner, *, flat: Flat | None = None) -> dict[str, tuple[list[Tensor], float]]:
         r"""The hypergradient contributions of one group: per learned value ``h`` in ``names``,
         per tensor, ``inner(g, J)`` with ``g`` the tensor's new gradient and
         :math:`J = \partial\Delta/\partial h` the Jacobian column of its last update (with
@@ -861,6 +961,7 @@ class Tower(torch.optim.Optimizer):
                 f"{'learns' if hyper is not None else 'learns nothing'})"
             )
         super().load_state_dict({k: v for k, v in state_dict.items() if k != "hypergrad"})
+        self._flat_buffers.clear()  # the states hold new tensors: made flat again when used
         if hyper is not None:
             assert self._raw is not None and self.hyper is not None
             if hyper["raw"].shape != self._raw.shape:

@@ -15,6 +15,7 @@ from torch import Tensor
 
 from hypergrad._hyper import (
     IDENTITY,
+    Flat,
     Inner,
     Tower,
     as_number,
@@ -96,7 +97,8 @@ class Adagrad(Tower):
         return out
 
     def _step_group(self, hp: dict[str, Any], params: list[Tensor], grads: list[Tensor],
-                    states: list[dict[str, Any]], lrs: list[Any], record: frozenset[str]) -> None:
+                    states: list[dict[str, Any]], lrs: list[Any], record: frozenset[str], *,
+                    flat: Flat | None = None) -> None:
         adagrad(params, grads, states, lrs=lrs, lr_decay=hp["lr_decay"],
                 weight_decay=hp["weight_decay"],
                 initial_accumulator_value=hp["initial_accumulator_value"], eps=hp["eps"],
@@ -104,7 +106,7 @@ class Adagrad(Tower):
 
     def _vjp(self, hp: dict[str, Any], params: list[Tensor], grads: list[Tensor],
              states: list[dict[str, Any]], lrs: list[Any], names: frozenset[str],
-             inner: Inner) -> dict[str, tuple[list[Tensor], float]]:
+             inner: Inner, *, flat: Flat | None = None) -> dict[str, tuple[list[Tensor], float]]:
         return adagrad_vjp(grads, states, lr_decay=hp["lr_decay"], names=names, inner=inner)
 
 

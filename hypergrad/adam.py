@@ -16,22 +16,20 @@ from torch import Tensor
 from hypergrad._hyper import (
     IDENTITY,
     UNIT,
+    Flat,
     Inner,
     Tower,
     as_dtype,
     as_number,
     check,
     dot,
-    dot_all,
     dot_total,
     fdiv,
-    flat,
+    flat_ready,
     keep,
-    multi_tensor_ready,
     non_negative,
     positive,
     same_step,
-    shared_value,
 )
 
 
@@ -159,17 +157,18 @@ class Adam(Tower):
         return ("lr", "beta1", "beta2", "eps", "weight_decay", "v0")
 
     def _step_group(self, hp: dict[str, Any], params: list[Tensor], grads: list[Tensor],
-                    states: list[dict[str, Any]], lrs: list[Any], record: frozenset[str]) -> None:
+                    states: list[dict[str, Any]], lrs: list[Any], record: frozenset[str], *,
+                    flat: Flat | None = None) -> None:
         adam(params, grads, states, lrs=lrs, beta1=hp["beta1"], beta2=hp["beta2"], eps=hp["eps"],
              weight_decay=hp["weight_decay"], decoupled=self._decoupled, v0=hp["v0"],
-             record=record)
+             record=record, flat=flat)
 
     def _vjp(self, hp: dict[str, Any], params: list[Tensor], grads: list[Tensor],
              states: list[dict[str, Any]], lrs: list[Any], names: frozenset[str],
-             inner: Inner) -> dict[str, tuple[list[Tensor], float]]:
+             inner: Inner, *, flat: Flat | None = None) -> dict[str, tuple[list[Tensor], float]]:
         return adam_vjp(params, grads, states, lrs=lrs, beta1=hp["beta1"], beta2=hp["beta2"],
                         eps=hp["eps"], weight_decay=hp["weight_decay"],
-                        decoupled=self._decoupled, names=names, inner=inner)
+                        decoupled=self._decoupled, names=names, inner=inner, flat=flat)
 
 
 class AdamW(Adam):
@@ -218,17 +217,20 @@ def adam(
     decoupled: bool,
     v0: float,
     record: frozenset[str] = frozenset(),
+    flat: Flat | None = None,
 ) -> None:
     """One Adam (or AdamW, ``decoupled``) step on each tensor (see :class:`Adam`).
 
     ``record``: when a beta is learned, the gradient actually used (``hg_grad``) is saved; the
-    step size needs nothing beyond the moments, which stay in the state.
+    step size needs nothing beyond the moments, which stay in the state. ``flat``: the same
+    tensors as flat vectors (the accelerator's path), used from the second step on.
     """
     save_grad = "beta1" in record or "beta2" in record
     needs = ("step", "hg_grad") if save_grad else ("step",)
-    if multi_tensor_ready(lrs, (beta1, beta2), states, needs) and same_step(states):
-        _adam_multi_tensor(params, grads, states, lr=lrs[0], beta1=beta1, beta2=beta2, eps=eps,
-                           weight_decay=weight_decay, decoupled=decoupled, save_grad=save_grad)
+    if flat_ready(flat, lrs, needs) and same_step(states):
+        assert flat is not None
+        _adam_flat(flat, lr=lrs[0], beta1=beta1, beta2=beta2, eps=eps,
+                   weight_decay=weight_decay, decoupled=decoupled, save_grad=save_grad)
         return
     for p, g, state, lr in zip(params, grads, states, lrs, strict=True):
         _adam_tensor(p, g, state, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
@@ -271,78 +273,69 @@ def _adam_tensor(p: Tensor, g: Tensor, state: dict[str, Any], *, lr: float | Ten
         p.addcdiv_(m, denom, value=-step_size)
 
 
-def _adam_multi_tensor(params: list[Tensor], grads: list[Tensor], states: list[dict[str, Any]],
-                       *, lr: float | Tensor, beta1: float | Tensor, beta2: float | Tensor,
-                       eps: float, weight_decay: float, decoupled: bool, save_grad: bool) -> None:
-    """:func:`_adam_tensor` on every tensor at once; the scalar arithmetic (bias corrections,
-    step size) is done once, not once per tensor."""
-    like = params[0]
+def _adam_flat(fl: Flat, *, lr: float | Tensor, beta1: float | Tensor, beta2: float | Tensor,
+               eps: float, weight_decay: float, decoupled: bool, save_grad: bool) -> None:
+    """:func:`_adam_tensor` on a whole group at once, on flat vectors: one kernel per operation,
+    and the scalar arithmetic (bias corrections, step size) done once, not once per tensor."""
+    like = fl.params[0]
     lr, beta1, beta2 = as_dtype(lr, like), as_dtype(beta1, like), as_dtype(beta2, like)
-    for st in states:
+    for st in fl.states:
         st["step"] += 1
-    t = states[0]["step"]
-    ms, vs = [st["exp_avg"] for st in states], [st["exp_avg_sq"] for st in states]
-    gs = grads
+    t = fl.states[0]["step"]
+    m, v = fl.buf("exp_avg"), fl.buf("exp_avg_sq")
+    g = fl.grad
     if weight_decay != 0:
         if decoupled:
-            torch._foreach_mul_(params, 1 - lr * weight_decay)
+            torch._foreach_mul_(fl.params, 1 - lr * weight_decay)
         else:
-            gs = torch._foreach_add(grads, params, alpha=weight_decay)
+            g = g.add(fl.param(), alpha=weight_decay)
     if save_grad:
-        torch._foreach_copy_([st["hg_grad"] for st in states], gs)
+        fl.buf("hg_grad").copy_(g)
     if isinstance(beta1, Tensor):
-        torch._foreach_mul_(ms, beta1)
-        torch._foreach_add_(ms, torch._foreach_mul(gs, 1 - beta1))
+        m.mul_(beta1).add_(g * (1 - beta1))
     else:
-        torch._foreach_lerp_(ms, gs, 1 - beta1)
-    torch._foreach_mul_(vs, beta2)
-    torch._foreach_addcmul_(vs, gs, torch._foreach_mul(gs, 1 - beta2))
+        m.lerp_(g, 1 - beta1)
+    if isinstance(beta2, Tensor):
+        v.mul_(beta2).addcmul_(g, g * (1 - beta2))
+    else:
+        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
     step_size = fdiv(lr, 1 - beta1**t)
-    denom = torch._foreach_sqrt(vs)
-    torch._foreach_div_(denom, (1 - beta2**t) ** 0.5)
-    torch._foreach_add_(denom, eps)
-    update = torch._foreach_div(ms, denom)
-    torch._foreach_mul_(update, step_size)
-    torch._foreach_sub_(params, update)
+    denom = v.sqrt().div_((1 - beta2**t) ** 0.5).add_(eps)
+    fl.sub_(m.div(denom), step_size)
 
 
-def _adam_vjp_total(params: list[Tensor], grads: list[Tensor], states: list[dict[str, Any]], *,
-                    lr: float | Tensor, beta1: float | Tensor, beta2: float | Tensor, eps: float,
-                    weight_decay: float, decoupled: bool,
-                    names: frozenset[str]) -> dict[str, tuple[list[Tensor], float]]:
-    """:func:`adam_vjp` summed over all tensors (shared values, one step count): the same
-    formulas with every inner product a total over tensors, each in a few kernels."""
-    t = states[0]["step"]
-    ms, vs = [st["exp_avg"] for st in states], [st["exp_avg_sq"] for st in states]
+def _adam_vjp_flat(fl: Flat, *, lr: float | Tensor, beta1: float | Tensor,
+                   beta2: float | Tensor, eps: float, weight_decay: float, decoupled: bool,
+                   names: frozenset[str]) -> dict[str, tuple[list[Tensor], float]]:
+    """:func:`adam_vjp` summed over a whole group (shared values, one step count): the same
+    formulas on flat vectors, each inner product one kernel."""
+    t = fl.states[0]["step"]
+    m, v = fl.buf("exp_avg"), fl.buf("exp_avg_sq")
     bc1 = 1 - beta1**t
     bc2 = 1 - beta2**t
-    s = torch._foreach_sqrt(vs)
-    torch._foreach_div_(s, as_dtype(bc2**0.5, vs[0]))  # sqrt(v_hat)
-    denom = torch._foreach_add(s, eps)
-    w = torch._foreach_div(grads, denom)
-    w_flat = flat(w)  # each flat copy made once, used by every product it enters
-    wm = torch.dot(w_flat, flat(ms))
-    g_flat = flat([st["hg_grad"] for st in states]) if names & {"beta1", "beta2"} else None
+    s = v.sqrt().div_(bc2**0.5)  # sqrt(v_hat)
+    denom = s + eps
+    w = fl.grad / denom
+    wm = torch.dot(w, m)
     out: dict[str, tuple[list[Tensor], float]] = {}
     if "lr" in names:
         value = fdiv(wm, -bc1)
         if decoupled and weight_decay != 0:
-            previous = (dot_all(grads, params) + wm * fdiv(lr, bc1)) / (1 - lr * weight_decay)
+            previous = (torch.dot(fl.grad, fl.param()) + wm * fdiv(lr, bc1)) / (
+                1 - lr * weight_decay)
             value = value - previous * weight_decay
         out["lr"] = ([value], 1.0)
+    if names & {"beta1", "beta2"}:
+        g = fl.buf("hg_grad")
     if "beta1" in names:
         c1 = fdiv(t * beta1 ** (t - 1), bc1**2)
-        value = fdiv(wm - torch.dot(w_flat, g_flat), beta1 * bc1) + wm * c1
+        value = fdiv(wm - torch.dot(w, g), beta1 * bc1) + wm * c1
         out["beta1"] = ([value * -lr], 1.0)
     if "beta2" in names:
-        z = torch._foreach_mul(w, ms)
-        torch._foreach_div_(z, denom)
-        torch._foreach_clamp_min_(s, torch.finfo(s[0].dtype).tiny)
-        torch._foreach_div_(z, s)
-        z_flat = flat(z)
-        zv = torch.dot(z_flat, flat(vs))
+        z = w.mul_(m).div_(denom).div_(s.clamp_min_(torch.finfo(s.dtype).tiny))
+        zv = torch.dot(z, v)
         c2 = fdiv(t * beta2 ** (t - 1), bc2**2)
-        value = fdiv(zv - torch.dot(z_flat.mul_(g_flat), g_flat), beta2 * bc2) + zv * c2
+        value = fdiv(zv - torch.dot(z.mul_(g), g), beta2 * bc2) + zv * c2
         out["beta2"] = ([value * fdiv(lr, 2 * bc1)], 1.0)
     return out
 
@@ -360,6 +353,7 @@ def adam_vjp(
     decoupled: bool,
     names: frozenset[str],
     inner: Inner = dot,
+    flat: Flat | None = None,
 ) -> dict[str, tuple[list[Tensor], float]]:
     r"""Per tensor, the new gradient :math:`g` against the Jacobian columns of the last update
     for :math:`\alpha, \beta_1, \beta_2`, from the moments :math:`m_t, v_t` in the state and
@@ -377,12 +371,13 @@ def adam_vjp(
             + c_2 \langle z, v_t\rangle\Bigr), \ z = \frac{w\, m_t}{D \sqrt{\hat v_t}}.
 
     AdamW adds :math:`-\lambda\langle g, p_{t-1}\rangle` to the first, :math:`p_{t-1} = (p_t +
-    \alpha u_t)/(1 - \alpha\lambda)`. ``(values, scale)`` as in ``Tower._vjp``.
+    \alpha u_t)/(1 - \alpha\lambda)`. ``(values, scale)`` as in ``Tower._vjp``; with ``flat``
+    (and ``inner`` :func:`dot_total`), one total for the group.
     """
-    if inner is dot_total and shared_value(lrs) and same_step(states):
-        return _adam_vjp_total(params, grads, states, lr=lrs[0], beta1=beta1, beta2=beta2,
-                               eps=eps, weight_decay=weight_decay, decoupled=decoupled,
-                               names=names)
+    if inner is dot_total and flat_ready(flat, lrs, ()) and same_step(states):
+        assert flat is not None
+        return _adam_vjp_flat(flat, lr=lrs[0], beta1=beta1, beta2=beta2, eps=eps,
+                              weight_decay=weight_decay, decoupled=decoupled, names=names)
     out: dict[str, tuple[list[Tensor], float]] = {n: ([], 1.0) for n in ("lr", "beta1", "beta2")
                                                    if n in names}
     for p, g_new, state, lr in zip(params, grads, states, lrs, strict=True):

@@ -16,6 +16,7 @@ from torch import Tensor
 from hypergrad._hyper import (
     SQUARE,
     UNIT,
+    Flat,
     Inner,
     Tower,
     as_number,
@@ -114,14 +115,15 @@ class RMSprop(Tower):
         return out
 
     def _step_group(self, hp: dict[str, Any], params: list[Tensor], grads: list[Tensor],
-                    states: list[dict[str, Any]], lrs: list[Any], record: frozenset[str]) -> None:
+                    states: list[dict[str, Any]], lrs: list[Any], record: frozenset[str], *,
+                    flat: Flat | None = None) -> None:
         rmsprop(params, grads, states, lrs=lrs, gamma=hp["gamma"], eps=hp["eps"],
                 weight_decay=hp["weight_decay"], momentum=hp["momentum"],
                 centered=hp["centered"], eps_inside=hp["eps_inside"], record=record)
 
     def _vjp(self, hp: dict[str, Any], params: list[Tensor], grads: list[Tensor],
              states: list[dict[str, Any]], lrs: list[Any], names: frozenset[str],
-             inner: Inner) -> dict[str, tuple[list[Tensor], float]]:
+             inner: Inner, *, flat: Flat | None = None) -> dict[str, tuple[list[Tensor], float]]:
         return rmsprop_vjp(grads, states, lrs=lrs, gamma=hp["gamma"], eps=hp["eps"],
                            momentum=hp["momentum"], centered=hp["centered"],
                            eps_inside=hp["eps_inside"], names=names, inner=inner)

@@ -15,6 +15,7 @@ from torch import Tensor
 
 from hypergrad._hyper import (
     IDENTITY,
+    Flat,
     Inner,
     Tower,
     as_dtype,
@@ -22,13 +23,11 @@ from hypergrad._hyper import (
     axmy_,
     check,
     dot,
-    dot_all,
     dot_total,
+    flat_ready,
     keep,
-    multi_tensor_ready,
     non_negative,
     positive,
-    shared_value,
 )
 
 
@@ -124,16 +123,17 @@ class SGD(Tower):
                     nesterov=nesterov)
 
     def _step_group(self, hp: dict[str, Any], params: list[Tensor], grads: list[Tensor],
-                    states: list[dict[str, Any]], lrs: list[Any], record: frozenset[str]) -> None:
+                    states: list[dict[str, Any]], lrs: list[Any], record: frozenset[str], *,
+                    flat: Flat | None = None) -> None:
         sgd(params, grads, states, lrs=lrs, momentum=hp["momentum"], dampening=hp["dampening"],
             weight_decay=hp["weight_decay"], nesterov=hp["nesterov"],
-            momentum_on=self._momentum_on(hp), record=record)
+            momentum_on=self._momentum_on(hp), record=record, flat=flat)
 
     def _vjp(self, hp: dict[str, Any], params: list[Tensor], grads: list[Tensor],
              states: list[dict[str, Any]], lrs: list[Any], names: frozenset[str],
-             inner: Inner) -> dict[str, tuple[list[Tensor], float]]:
+             inner: Inner, *, flat: Flat | None = None) -> dict[str, tuple[list[Tensor], float]]:
         return sgd_vjp(grads, states, lrs=lrs, momentum=hp["momentum"], nesterov=hp["nesterov"],
-                       momentum_on=self._momentum_on(hp), names=names, inner=inner)
+                       momentum_on=self._momentum_on(hp), names=names, inner=inner, flat=flat)
 
     def _momentum_on(self, hp: dict[str, Any]) -> bool:
         # A learned momentum is on whatever value it reaches: it is only learned when nonzero
@@ -153,6 +153,7 @@ def sgd(
     nesterov: bool,
     momentum_on: bool | None = None,
     record: frozenset[str] = frozenset(),
+    flat: Flat | None = None,
 ) -> None:
     """One SGD step on each tensor (see :class:`SGD` for the rule).
 
@@ -164,16 +165,19 @@ def sgd(
         record: the learned hyperparameters whose hypergradients :func:`sgd_vjp` will need: the
             direction ``hg_dir`` is saved for ``lr`` (unless it is the momentum buffer), the
             previous buffer ``hg_buf_prev`` for ``momentum``.
+        flat: the same tensors as flat vectors (the accelerator's path), used once the state
+            holds what the step needs.
     """
     on = momentum != 0 if momentum_on is None else momentum_on
     save_dir = "lr" in record and (not on or nesterov)
     save_prev = "momentum" in record
     needs = (["momentum_buffer"] if on else []) + (["hg_dir"] if save_dir else []) + (
         ["hg_buf_prev"] if save_prev else [])
-    if multi_tensor_ready(lrs, (momentum,), states, needs):
-        _sgd_multi_tensor(params, grads, states, lr=lrs[0], momentum=momentum, on=on,
-                          dampening=dampening, weight_decay=weight_decay, nesterov=nesterov,
-                          save_dir=save_dir, save_prev=save_prev)
+    if flat_ready(flat, lrs, needs):
+        assert flat is not None
+        _sgd_flat(flat, lr=lrs[0], momentum=momentum, on=on, dampening=dampening,
+                  weight_decay=weight_decay, nesterov=nesterov, save_dir=save_dir,
+                  save_prev=save_prev)
         return
     for p, g, state, lr in zip(params, grads, states, lrs, strict=True):
         _sgd_tensor(p, g, state, lr=lr, momentum=momentum, on=on, dampening=dampening,
@@ -210,36 +214,30 @@ def _sgd_tensor(p: Tensor, g: Tensor, state: dict[str, Any], *, lr: float | Tens
     axmy_(p, u, lr)
 
 
-def _sgd_multi_tensor(params: list[Tensor], grads: list[Tensor], states: list[dict[str, Any]],
-                      *, lr: float | Tensor, momentum: float | Tensor, on: bool, dampening: float,
-                      weight_decay: float, nesterov: bool, save_dir: bool,
-                      save_prev: bool) -> None:
-    """:func:`_sgd_tensor` on every tensor at once, operation for operation."""
-    lr, momentum = as_dtype(lr, params[0]), as_dtype(momentum, params[0])
-    ds = grads if weight_decay == 0 else torch._foreach_add(grads, params, alpha=weight_decay)
-    us = ds
+def _sgd_flat(fl: Flat, *, lr: float | Tensor, momentum: float | Tensor, on: bool,
+              dampening: float, weight_decay: float, nesterov: bool, save_dir: bool,
+              save_prev: bool) -> None:
+    """:func:`_sgd_tensor` on a whole group at once, on flat vectors, operation for operation."""
+    lr, momentum = as_dtype(lr, fl.params[0]), as_dtype(momentum, fl.params[0])
+    d = fl.grad if weight_decay == 0 else fl.grad.add(fl.param(), alpha=weight_decay)
+    u = d
     if on:
-        bufs = [st["momentum_buffer"] for st in states]
         if save_prev:  # the new buffer goes into the old previous one: no copy
-            news = [st["hg_buf_prev"] for st in states]
-            torch._foreach_copy_(news, bufs)
-            for st, prev, new in zip(states, bufs, news, strict=True):
-                st["momentum_buffer"], st["hg_buf_prev"] = new, prev
-            bufs = news
-        torch._foreach_mul_(bufs, momentum)
-        torch._foreach_add_(bufs, ds, alpha=1 - dampening)
-        if not nesterov:
-            us = bufs
-        elif isinstance(momentum, Tensor):
-            us = torch._foreach_add(ds, torch._foreach_mul(bufs, momentum))
+            torch.mul(fl.buf("momentum_buffer"), momentum, out=fl.buf("hg_buf_prev"))
+            fl.swap("momentum_buffer", "hg_buf_prev")
+            buf = fl.buf("momentum_buffer")
         else:
-            us = torch._foreach_add(ds, bufs, alpha=momentum)
+            buf = fl.buf("momentum_buffer").mul_(momentum)
+        buf.add_(d, alpha=1 - dampening)
+        if not nesterov:
+            u = buf
+        elif isinstance(momentum, Tensor):
+            u = d.addcmul(buf, momentum)
+        else:
+            u = d.add(buf, alpha=momentum)
     if save_dir:
-        torch._foreach_copy_([st["hg_dir"] for st in states], us)
-    if isinstance(lr, Tensor):
-        torch._foreach_sub_(params, torch._foreach_mul(us, lr))
-    else:
-        torch._foreach_add_(params, us, alpha=-lr)
+        fl.buf("hg_dir").copy_(u)
+    fl.sub_(u, lr)
 
 
 def sgd_vjp(
@@ -252,6 +250,7 @@ def sgd_vjp(
     momentum_on: bool,
     names: frozenset[str],
     inner: Inner = dot,
+    flat: Flat | None = None,
 ) -> dict[str, tuple[list[Tensor], float]]:
     r"""Per tensor, the new gradient :math:`g` against the Jacobian columns of the last update,
     from what :func:`sgd` saved: :math:`\langle g, \partial\Delta/\partial\alpha\rangle =
@@ -260,13 +259,14 @@ def sgd_vjp(
     \langle g, b_{t-1}\rangle)`); ``(values, scale)`` as in ``Tower._vjp``."""
     out: dict[str, tuple[list[Tensor], float]] = {}
     key = "momentum_buffer" if momentum_on and not nesterov else "hg_dir"
-    if inner is dot_total and shared_value(lrs):  # one total for all tensors: few kernels
+    if inner is dot_total and flat_ready(flat, lrs, ()):  # one total for the group
+        assert flat is not None
         if "lr" in names:
-            out["lr"] = ([dot_all(grads, [st[key] for st in states])], -1.0)
+            out["lr"] = ([torch.dot(flat.grad, flat.buf(key))], -1.0)
         if "momentum" in names:
-            v = dot_all(grads, [st["hg_buf_prev"] for st in states])
+            v = torch.dot(flat.grad, flat.buf("hg_buf_prev"))
             if nesterov:
-                v = dot_all(grads, [st["momentum_buffer"] for st in states]) + v * momentum
+                v = torch.dot(flat.grad, flat.buf("momentum_buffer")) + v * momentum
             out["momentum"] = ([v * lrs[0]], -1.0)
         return out
     if "lr" in names:

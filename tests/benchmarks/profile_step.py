@@ -24,6 +24,22 @@ from bench.models import ResNet20  # noqa: E402
 SPECS = ("sgd(0.01)/sgd(1e-5)", "adam(1e-3, learn=lr)/sgd(1e-5)", "adam(1e-3)/sgd(1e-5)")
 
 
+def sync_points(opt: torch.optim.Optimizer) -> None:
+    """Print where a ``step()`` waits for the device (a hidden ``.item()`` or a host copy), if
+    anywhere: torch's sync debug mode turned into an error, with its traceback."""
+    import traceback
+
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        opt.step()
+        print("  no device sync in step()")
+    except RuntimeError:
+        print("  step() syncs with the device here:")
+        traceback.print_exc(limit=-6, file=sys.stdout)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -37,11 +53,16 @@ def main() -> None:
     for spec in args.specs:
         torch.manual_seed(0)
         model = ResNet20().to(device)
-        opt = hypergrad.tower(spec, model.parameters())
+        if spec.startswith("torch."):  # a plain torch.optim optimizer: torch.Adam, torch.SGD
+            opt = getattr(torch.optim, spec[6:])(model.parameters(), lr=1e-3)
+        else:
+            opt = hypergrad.tower(spec, model.parameters())
         for _ in range(3):
             opt.zero_grad()
             F.cross_entropy(model(x), y).backward()
             opt.step()
+        if device.type == "cuda":
+            sync_points(opt)
         sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
         sync()
         start, n = time.perf_counter(), 20
