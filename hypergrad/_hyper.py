@@ -39,9 +39,11 @@ up at the next ``step()``.
 from __future__ import annotations
 
 import math
+import operator
 from array import array
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any, ClassVar
 
 import torch
@@ -171,7 +173,8 @@ def shared_value(lrs: list[Any]) -> bool:
 
 def same_step(states: list[dict[str, Any]]) -> bool:
     """Whether every tensor's step counter agrees (one bias correction serves them all)."""
-    return all(st["step"] == states[0]["step"] for st in states)
+    first = states[0]["step"]
+    return all(st["step"] == first for st in states)
 
 
 # torch's own flatten and unflatten (DDP's bucketing uses them): one cat, and the per-tensor views
@@ -192,6 +195,33 @@ def unflatten(flat: Tensor, like: list[Tensor]) -> list[Tensor]:
     return out
 
 
+@dataclass
+class FlatStore:
+    """What a group's :class:`Flat` keeps across steps: per state key, the flat buffer and the
+    views handed to the states; and 1-d views of the parameters with their sizes, to add a flat
+    update through (cheaper than shaping views of each new update)."""
+
+    buffers: dict[str, tuple[Tensor, list[Tensor]]] = field(default_factory=dict)
+    pointers: list[int] = field(default_factory=list)
+    uniform: bool = False  # one dtype and one device: the group can be flat
+    param_views: list[Tensor] = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)
+
+    def fits(self, params: list[Tensor]) -> bool:
+        """Whether ``params`` can be seen as one flat vector (checked again only when their
+        storage changes: ``p.data`` replaced, ``model.half()``)."""
+        pointers = [p.data_ptr() for p in params]
+        if pointers != self.pointers:
+            first = params[0]
+            self.pointers = pointers
+            self.uniform = all(p.dtype == first.dtype and p.device == first.device
+                               for p in params)
+            contiguous = all(p.is_contiguous() for p in params)
+            self.param_views = [p.view(-1) for p in params] if contiguous else []
+            self.sizes = [p.numel() for p in params]
+        return self.uniform
+
+
 class Flat:
     """One param group seen as flat vectors, for one step: the accelerator's path.
 
@@ -201,15 +231,16 @@ class Flat:
     ``state_dict()`` look as before), and the gradients are flattened once per step: each
     elementwise operation of an update or a hypergradient is then one kernel on one tensor.
 
-    The buffers outlive the step (the tower keeps them per group, in ``buffers``); a state whose
-    tensors are no longer the views handed out (after ``load_state_dict``) is copied into new
-    ones when first asked for.
+    The buffers outlive the step (the tower keeps them per group, in a :class:`FlatStore`); a
+    state whose tensors are no longer the views handed out (after ``load_state_dict``) is
+    copied into new ones when first asked for.
     """
 
     def __init__(self, params: list[Tensor], grads: list[Tensor], states: list[dict[str, Any]],
-                 buffers: dict[str, tuple[Tensor, list[Tensor]]]) -> None:
+                 store: FlatStore) -> None:
         self.params, self.grads, self.states = params, grads, states
-        self._buffers = buffers
+        self._store = store
+        self._buffers = store.buffers
         self._grad: Tensor | None = None
 
     @property
@@ -225,15 +256,15 @@ class Flat:
 
     def has(self, keys: Iterable[str]) -> bool:
         """Whether every tensor's state holds ``keys`` (not the first step)."""
-        keys = tuple(keys)
-        return all(key in st for st in self.states for key in keys)
+        return all(all(map(operator.contains, self.states, repeat(key, len(self.states))))
+                   for key in keys)
 
     def buf(self, key: str) -> Tensor:
         """State ``key`` of every tensor as one vector, written through to the states."""
         views = [st[key] for st in self.states]
         kept = self._buffers.get(key)
         if kept is not None and len(kept[1]) == len(views) and all(
-                a is b for a, b in zip(kept[1], views, strict=True)):
+                map(operator.is_, kept[1], views)):
             return kept[0]
         if len(views) == 1 and views[0].is_contiguous():
             vector = views[0].view(-1)
@@ -260,6 +291,11 @@ class Flat:
             update, scale = update * scale, 1.0
         if len(self.params) == 1:
             self.params[0].add_(update.view_as(self.params[0]), alpha=-scale)
+            return
+        store = self._store  # its views are of these params: the tower checked them this step
+        if store.param_views:  # one split of the update: its pieces are 1-d, as the views
+            torch._foreach_add_(store.param_views, update.split_with_sizes(store.sizes),
+                                alpha=-scale)
         else:
             torch._foreach_add_(self.params, unflatten(update, self.params), alpha=-scale)
 
@@ -391,8 +427,9 @@ class Tower(torch.optim.Optimizer):
         self._config = self._validate(dict(defaults), self._learned())
         self.hyper: Tower | None = None
         self._raw: Tensor | None = None
-        self._flat_buffers: dict[int, dict[str, tuple[Tensor, list[Tensor]]]] = {}
+        self._flat_stores: dict[int, FlatStore] = {}
         self._flats: dict[int, Flat] = {}  # this step's, per group: gradients flattened once
+        self._state_lists: dict[int, tuple[Any, list[Tensor], list[dict[str, Any]]]] = {}
         self._slots: dict[str, _Slot] = {}
         self._bound = params is not None
         if params is None:
@@ -515,6 +552,7 @@ class Tower(torch.optim.Optimizer):
         self._slot_list = list(self._slots.values())
         self._names = frozenset(self._slots)
         self._elementwise = self._level > 0 and any(s.per == "tensor" for s in self._slot_list)
+        self._plan = self._parametrisation_plan(raw)
         assert self._hyper_spec is not None
         self.hyper = self._hyper_spec._bind([raw], self._level + 1)
         self._refresh()
@@ -540,9 +578,7 @@ class Tower(torch.optim.Optimizer):
             self._dval: Any = [d for _, d in pairs]
             self._values: Tensor | None = None
         else:
-            tensors = [s.param.forward(raw[s.start:s.stop]) for s in slots]
-            self._values = torch.cat([v for v, _ in tensors])
-            self._dval = torch.cat([d for _, d in tensors])
+            self._values, self._dval = self._forward(raw)
             self._numbers = None
         self._used: list[dict[str, Any]] = []
         self._written: list[dict[str, tuple[Any, int]]] = []
@@ -571,6 +607,35 @@ class Tower(torch.optim.Optimizer):
             self._written.append({n: (self._get(group, n), getattr(self._get(group, n),
                                                                    "_version", -1))
                                   for n in used})
+
+    def _parametrisation_plan(self, raw: Tensor) -> tuple[Tensor, list[Any]]:
+        """For :meth:`_forward`: the constant derivative of identity slots (ones), and each
+        other parametrisation with the mask of its slots (``None``: it covers every slot)."""
+        kinds = list(dict.fromkeys(s.param for s in self._slot_list if s.param is not IDENTITY))
+        plan = []
+        for param in kinds:
+            mask = torch.zeros(raw.shape, dtype=torch.bool, device=raw.device)
+            for s in self._slot_list:
+                if s.param is param:
+                    mask[s.start:s.stop] = True
+            plan.append((param, None if bool(mask.all()) else mask))
+        return torch.ones_like(raw), plan
+
+    def _forward(self, raw: Tensor) -> tuple[Tensor, Tensor]:
+        """Values and derivatives of the whole raw vector (the tensor path) in a few kernels:
+        each parametrisation present is applied to all of it once and merged by its mask,
+        rather than a kernel per slot and a concatenation."""
+        ones, plan = self._plan
+        if not plan:  # every slot is the identity
+            return raw.clone(), ones
+        values, dval = raw, ones
+        for param, mask in plan:
+            v, d = param.forward(raw)
+            if mask is None:
+                values, dval = v, d
+            else:
+                values, dval = torch.where(mask, v, values), torch.where(mask, d, dval)
+        return values, dval
 
     def _slot_range(self, s: _Slot, gi: int, group: dict[str, Any]) -> tuple[int, int]:
         """The part of the raw vector that group ``gi`` reads for slot ``s``."""
@@ -624,6 +689,11 @@ class Tower(torch.optim.Optimizer):
                     ) -> tuple[list[int], list[Tensor], list[Tensor], list[dict[str, Any]]]:
         """The tensors of a group that have a gradient (and, with ``valid_only``, whose trace
         is from the last step): their indices, the tensors, their gradients and states."""
+        grads = [p.grad for p in group["params"]]
+        if not any(g is None for g in grads):  # the usual case, without hashing every tensor
+            states = self._states_of(group)
+            if states is not None and (not valid_only or all(map(_is_valid, states))):
+                return list(range(len(grads))), group["params"], grads, states
         kept, params, grads, states = [], [], [], []
         state = self.state
         for i, p in enumerate(group["params"]):
@@ -642,6 +712,20 @@ class Tower(torch.optim.Optimizer):
             states.append(st)
         return kept, params, grads, states
 
+    def _states_of(self, group: dict[str, Any]) -> list[dict[str, Any]] | None:
+        """The state dicts of a group's tensors, once they all exist (kept from step to step:
+        looking a tensor up hashes it in Python, which costs on a model of many tensors)."""
+        params, state = group["params"], self.state
+        kept = self._state_lists.get(id(group))
+        if (kept is not None and kept[0] is state and kept[1] is params
+                and kept[2][0] is state.get(params[0])):
+            return kept[2]
+        if not all(p in state for p in params):
+            return None
+        states = [state[p] for p in params]
+        self._state_lists[id(group)] = (state, params, states)
+        return states
+
     def _flat(self, gi: int, group: dict[str, Any], params: list[Tensor], grads: list[Tensor],
               states: list[dict[str, Any]]) -> Flat | None:
         """Group ``gi`` as flat vectors (:class:`Flat`) when the tensor path is on (an
@@ -649,14 +733,15 @@ class Tower(torch.optim.Optimizer):
         the same object for the hypergradient and the update of one step."""
         made = self._flats.get(gi)
         if made is not None and len(made.grads) == len(grads) and all(
-                a is b for a, b in zip(made.grads, grads, strict=True)):
+                map(operator.is_, made.grads, grads)):
             return made
-        first = params[0]
-        if ((self.cpu_floats and first.device.type == "cpu") or self._lr_per_tensor_at_0
-                or len(params) != len(group["params"])
-                or any(p.dtype != first.dtype or p.device != first.device for p in params)):
+        if ((self.cpu_floats and params[0].device.type == "cpu") or self._lr_per_tensor_at_0
+                or len(params) != len(group["params"])):
             return None
-        made = Flat(params, grads, states, self._flat_buffers.setdefault(gi, {}))
+        store = self._flat_stores.setdefault(gi, FlatStore())
+        if not store.fits(params):
+            return None
+        made = Flat(params, grads, states, store)
         self._flats[gi] = made
         return made
 
@@ -736,9 +821,9 @@ class Tower(torch.optim.Optimizer):
                 if piece is None:
                     pieces.append(raw.new_zeros(s.stop - s.start))
                     continue
-                dval = (s.param.forward(raw[s.start:s.stop])[1] if cpu
-                        else self._dval[s.start:s.stop])
-                pieces.append(piece * dval * scale if scale != 1.0 else piece * dval)
+                if cpu:
+                    piece = piece * s.param.forward(raw[s.start:s.stop])[1]
+                pieces.append(piece * scale if scale != 1.0 else piece)
                 continue
             for j in range(s.start, s.stop):
                 values = found.get(j)
@@ -748,18 +833,16 @@ class Tower(torch.optim.Optimizer):
                 if elementwise:
                     values = [v.sum() for v in values]
                 total = values[0] if len(values) == 1 else torch.stack(values).sum()
-                if cpu:
-                    factor = scale * self._dval[j]
-                    pieces.append(total * factor if factor != 1.0 else total)
-                else:
-                    pieces.append(total * (self._dval[j] * scale) if scale != 1.0
-                                  else total * self._dval[j])
+                factor = scale * self._dval[j] if cpu else scale
+                pieces.append(total * factor if factor != 1.0 else total)
         if len(pieces) == 1:
             out = pieces[0].reshape(1) if pieces[0].ndim == 0 else pieces[0]
         elif all(p.ndim == 0 for p in pieces):
             out = torch.stack(pieces)
         else:
             out = torch.cat([p.reshape(-1) for p in pieces])
+        if not cpu and self._plan[1]:  # d value / d raw, for every slot at once
+            out = out * self._dval
         if out.dtype != raw.dtype or out.device != raw.device:
             out = out.to(raw.device, raw.dtype)
         return out
@@ -961,7 +1044,8 @@ class Tower(torch.optim.Optimizer):
                 f"{'learns' if hyper is not None else 'learns nothing'})"
             )
         super().load_state_dict({k: v for k, v in state_dict.items() if k != "hypergrad"})
-        self._flat_buffers.clear()  # the states hold new tensors: made flat again when used
+        self._flat_stores.clear()  # the states hold new tensors: made flat again when used
+        self._state_lists.clear()
         if hyper is not None:
             assert self._raw is not None and self.hyper is not None
             if hyper["raw"].shape != self._raw.shape:
@@ -1004,6 +1088,10 @@ class Tower(torch.optim.Optimizer):
                 add([level._raw, level._raw.grad, level._values, level._dval])
                 add([v for used in level._used for v in used.values()])
         return total
+
+
+_is_valid = operator.methodcaller("get", "hg_valid")
+"""Whether a tensor's state holds a trace of the last step (its hypergradient is defined)."""
 
 
 def _as_unbound(hyper: Tower | str | None) -> Tower | None:

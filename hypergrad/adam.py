@@ -291,12 +291,9 @@ def _adam_flat(fl: Flat, *, lr: float | Tensor, beta1: float | Tensor, beta2: fl
             g = g.add(fl.param(), alpha=weight_decay)
     if save_grad:
         fl.buf("hg_grad").copy_(g)
-    if isinstance(beta1, Tensor):
-        m.mul_(beta1).add_(g * (1 - beta1))
-    else:
-        m.lerp_(g, 1 - beta1)
-    if isinstance(beta2, Tensor):
-        v.mul_(beta2).addcmul_(g, g * (1 - beta2))
+    m.lerp_(g, 1 - beta1)
+    if isinstance(beta2, Tensor):  # (the number's form is torch.optim's, to its rounding)
+        v.lerp_(g * g, 1 - beta2)
     else:
         v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
     step_size = fdiv(lr, 1 - beta1**t)
@@ -308,7 +305,8 @@ def _adam_vjp_flat(fl: Flat, *, lr: float | Tensor, beta1: float | Tensor,
                    beta2: float | Tensor, eps: float, weight_decay: float, decoupled: bool,
                    names: frozenset[str]) -> dict[str, tuple[list[Tensor], float]]:
     """:func:`adam_vjp` summed over a whole group (shared values, one step count): the same
-    formulas on flat vectors, each inner product one kernel."""
+    formulas on flat vectors, each inner product one kernel; when both betas are learned, their
+    scalar arithmetic runs once on the pair (on a GPU each scalar operation is a launch)."""
     t = fl.states[0]["step"]
     m, v = fl.buf("exp_avg"), fl.buf("exp_avg_sq")
     bc1 = 1 - beta1**t
@@ -325,18 +323,44 @@ def _adam_vjp_flat(fl: Flat, *, lr: float | Tensor, beta1: float | Tensor,
                 1 - lr * weight_decay)
             value = value - previous * weight_decay
         out["lr"] = ([value], 1.0)
-    if names & {"beta1", "beta2"}:
-        g = fl.buf("hg_grad")
+    if not names & {"beta1", "beta2"}:
+        return out
+    # per beta: <g, J> = k lr ((x - y) / (beta bc) + x t beta^(t-1) / bc^2), with k = -1 and
+    # x, y = <w, m>, <w, g_t> for beta1; k = 1/2 and x, y = <z, v>, <z g_t, g_t> for beta2,
+    # z = w m / (D sqrt(v_hat) (1 - beta1^t))
+    g = fl.buf("hg_grad")
+    x, y = {}, {}
     if "beta1" in names:
-        c1 = fdiv(t * beta1 ** (t - 1), bc1**2)
-        value = fdiv(wm - torch.dot(w, g), beta1 * bc1) + wm * c1
-        out["beta1"] = ([value * -lr], 1.0)
+        x["beta1"], y["beta1"] = wm, torch.dot(w, g)
     if "beta2" in names:
-        z = w.mul_(m).div_(denom).div_(s.clamp_min_(torch.finfo(s.dtype).tiny))
-        zv = torch.dot(z, v)
-        c2 = fdiv(t * beta2 ** (t - 1), bc2**2)
-        value = fdiv(zv - torch.dot(z.mul_(g), g), beta2 * bc2) + zv * c2
-        out["beta2"] = ([value * fdiv(lr, 2 * bc1)], 1.0)
+        z = w.mul_(m).div_(denom).div_(s.clamp_min_(torch.finfo(s.dtype).tiny)).div_(bc1)
+        x["beta2"] = torch.dot(z, v)
+        y["beta2"] = torch.dot(z.mul_(g), g)
+    if len(x) == 2 and isinstance(beta1, Tensor) and isinstance(beta2, Tensor):
+        xs, ys = torch.stack([x["beta1"], x["beta2"]]), torch.stack([y["beta1"], y["beta2"]])
+        b, bc = torch.stack([beta1, beta2]), torch.stack([bc1, bc2])
+        both = ((xs - ys) / (b * bc) + xs * (b ** (t - 1) * t / bc**2)) * (
+            _constant((-1.0, 0.5), b) * lr)
+        out["beta1"], out["beta2"] = ([both[0]], 1.0), ([both[1]], 1.0)
+        return out
+    for name, beta, bc, k in (("beta1", beta1, bc1, -1.0), ("beta2", beta2, bc2, 0.5)):
+        if name in names:
+            c = fdiv(t * beta ** (t - 1), bc**2)
+            value = fdiv(x[name] - y[name], beta * bc) + x[name] * c
+            out[name] = ([value * (lr * k)], 1.0)
+    return out
+
+
+_CONSTANTS: dict[tuple[Any, ...], Tensor] = {}
+
+
+def _constant(values: tuple[float, ...], like: Tensor) -> Tensor:
+    """A small constant vector on ``like``'s device, made once (a host-to-device copy per step
+    would cost more than the arithmetic it saves)."""
+    key = (values, like.dtype, like.device)
+    out = _CONSTANTS.get(key)
+    if out is None:
+        out = _CONSTANTS[key] = torch.tensor(values, dtype=like.dtype, device=like.device)
     return out
 
 
