@@ -159,3 +159,63 @@ def test_height_0_equals_torch_optim_on_cuda(spec, make_torch):
     helpers.run_tower(ref, twin, batches, 20)
     for p, q in zip(model.parameters(), twin.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-14)
+
+
+def _steps(opt, model, batches, frozen_at=()):
+    """Train; at the steps in ``frozen_at`` the first layer's bias gets no gradient."""
+    for s, (x, y) in enumerate(batches):
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        if s in frozen_at:
+            model[0].bias.grad = None
+        opt.step()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("spec", ["adam(1e-3)/sgd(1e-5)", "sgd(0.05, momentum=0.9)/adam(1e-4)",
+                                  "adamw(1e-3, weight_decay=0.1)/sgd(1e-5)/sgd(1e-8)"])
+def test_flat_state_follows_the_per_tensor_path(spec, device):
+    """The tensor path keeps each state key of a group in one flat buffer (each tensor's entry a
+    view of it) and falls back to per-tensor kernels on a step where a tensor has no gradient:
+    its numbers are those of the CPU's float path throughout."""
+    g = torch.Generator().manual_seed(0)
+    batches = [(torch.randn(32, 784, generator=g, dtype=torch.float64).to(device),
+                torch.randint(0, 10, (32,), generator=g).to(device)) for _ in range(8)]
+    model = helpers.mlp(device=device)
+    twin = helpers.clone_model(model).cpu()
+    opt = hypergrad.tower(spec, model.parameters())
+    _steps(opt, model, batches, frozen_at=(4,))
+    weight = opt.state[model[0].weight]
+    views = [v for k, v in weight.items() if isinstance(v, torch.Tensor)]
+    assert views and all(v._base is not None for v in views)  # views of the flat buffers
+    hypergrad.Tower.cpu_floats = True
+    ref = hypergrad.tower(spec, twin.parameters())
+    _steps(ref, twin, [(x.cpu(), y.cpu()) for x, y in batches], frozen_at=(4,))
+    mine, theirs = opt.hyperparameters(), ref.hyperparameters()
+    assert mine.keys() == theirs.keys()
+    assert mine["0.lr"] != hypergrad.tower(spec, twin.parameters()).hyperparameters()["0.lr"]
+    for key, value in mine.items():
+        assert value == pytest.approx(theirs[key], rel=1e-10), key
+    for p, q in zip(model.parameters(), twin.parameters(), strict=True):
+        torch.testing.assert_close(p.cpu(), q, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_an_update_lands_in_replaced_parameter_storage(device):
+    """The flat path adds updates through cached views of the parameters: replacing ``p.data``
+    (as ``module.to`` does) must not leave them pointing at the old storage."""
+    g = torch.Generator().manual_seed(1)
+    batches = [(torch.randn(32, 784, generator=g, dtype=torch.float64).to(device),
+                torch.randint(0, 10, (32,), generator=g).to(device)) for _ in range(4)]
+    model = helpers.mlp(device=device)
+    twin = helpers.clone_model(model)
+    opt = hypergrad.tower("sgd(0.1)/sgd(1e-3)", model.parameters())
+    ref = hypergrad.tower("sgd(0.1)/sgd(1e-3)", twin.parameters())
+    _steps(opt, model, batches[:2])
+    _steps(ref, twin, batches[:2])
+    for p in model.parameters():
+        p.data = p.data.clone()
+    _steps(opt, model, batches[2:])
+    _steps(ref, twin, batches[2:])
+    for p, q in zip(model.parameters(), twin.parameters(), strict=True):
+        assert torch.equal(p, q)
