@@ -276,6 +276,31 @@ class Flat:
         self._buffers[key] = (vector, views)
         return vector
 
+    def state(self) -> dict[str, Any]:
+        """One state dict for the whole group, for a family's per-tensor kernel to run once on
+        flat vectors: each tensor-valued key as its flat buffer, and the shared step count."""
+        first = self.states[0]
+        out: dict[str, Any] = {key: self.buf(key) for key, value in first.items()
+                               if isinstance(value, Tensor)}
+        if "step" in first:
+            out["step"] = first["step"]
+        return out
+
+    def finish(self, state: dict[str, Any], params: Tensor) -> None:
+        """After a per-tensor kernel ran on :meth:`state` and a flat copy of the parameters
+        (:meth:`param`): the step count back into every tensor's state, the new values into
+        the parameters."""
+        if "step" in state:
+            for st in self.states:
+                st["step"] = state["step"]
+        if len(self.params) == 1:
+            self.params[0].copy_(params.view_as(self.params[0]))
+        elif self._store.param_views:
+            torch._foreach_copy_(self._store.param_views,
+                                 list(params.split_with_sizes(self._store.sizes)))
+        else:
+            torch._foreach_copy_(self.params, unflatten(params, self.params))
+
     def swap(self, a: str, b: str) -> None:
         """Exchange states ``a`` and ``b`` of every tensor (both made flat first)."""
         self.buf(a), self.buf(b)

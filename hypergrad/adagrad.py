@@ -22,8 +22,11 @@ from hypergrad._hyper import (
     axmy_,
     check,
     dot,
+    dot_total,
+    flat_ready,
     non_negative,
     positive,
+    same_step,
 )
 
 
@@ -102,11 +105,15 @@ class Adagrad(Tower):
         adagrad(params, grads, states, lrs=lrs, lr_decay=hp["lr_decay"],
                 weight_decay=hp["weight_decay"],
                 initial_accumulator_value=hp["initial_accumulator_value"], eps=hp["eps"],
-                eps_inside=hp["eps_inside"], record=record)
+                eps_inside=hp["eps_inside"], record=record, flat=flat)
 
     def _vjp(self, hp: dict[str, Any], params: list[Tensor], grads: list[Tensor],
              states: list[dict[str, Any]], lrs: list[Any], names: frozenset[str],
              inner: Inner, *, flat: Flat | None = None) -> dict[str, tuple[list[Tensor], float]]:
+        if inner is dot_total and flat_ready(flat, lrs, ()) and same_step(states):
+            assert flat is not None  # the whole group at once: one total
+            return adagrad_vjp([flat.grad], [flat.state()], lr_decay=hp["lr_decay"],
+                               names=names, inner=dot)
         return adagrad_vjp(grads, states, lr_decay=hp["lr_decay"], names=names, inner=inner)
 
 
@@ -122,10 +129,21 @@ def adagrad(
     eps: float,
     eps_inside: bool,
     record: frozenset[str] = frozenset(),
+    flat: Flat | None = None,
 ) -> None:
     """One AdaGrad step on each tensor (see :class:`Adagrad`); with ``lr`` in ``record`` the
-    direction is saved as ``hg_dir``."""
+    direction is saved as ``hg_dir``. ``flat``: the same tensors as flat vectors (the
+    accelerator's path): from the second step on, the per-tensor kernel runs once on them."""
     save_dir = "lr" in record
+    needs = ("step", "sum", "hg_dir") if save_dir else ("step", "sum")
+    if flat_ready(flat, lrs, needs) and same_step(states):
+        assert flat is not None
+        state, p = flat.state(), flat.param()
+        _adagrad_tensor(p, flat.grad, state, lr=lrs[0], lr_decay=lr_decay,
+                        weight_decay=weight_decay, initial=initial_accumulator_value, eps=eps,
+                        eps_inside=eps_inside, save_dir=save_dir)
+        flat.finish(state, p)
+        return
     for p, g, state, lr in zip(params, grads, states, lrs, strict=True):
         _adagrad_tensor(p, g, state, lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
                         initial=initial_accumulator_value, eps=eps, eps_inside=eps_inside,

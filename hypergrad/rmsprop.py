@@ -23,9 +23,12 @@ from hypergrad._hyper import (
     axmy_,
     check,
     dot,
+    dot_total,
     fdiv,
+    flat_ready,
     non_negative,
     positive,
+    same_step,
 )
 
 
@@ -119,11 +122,14 @@ class RMSprop(Tower):
                     flat: Flat | None = None) -> None:
         rmsprop(params, grads, states, lrs=lrs, gamma=hp["gamma"], eps=hp["eps"],
                 weight_decay=hp["weight_decay"], momentum=hp["momentum"],
-                centered=hp["centered"], eps_inside=hp["eps_inside"], record=record)
+                centered=hp["centered"], eps_inside=hp["eps_inside"], record=record, flat=flat)
 
     def _vjp(self, hp: dict[str, Any], params: list[Tensor], grads: list[Tensor],
              states: list[dict[str, Any]], lrs: list[Any], names: frozenset[str],
              inner: Inner, *, flat: Flat | None = None) -> dict[str, tuple[list[Tensor], float]]:
+        if inner is dot_total and flat_ready(flat, lrs, ()):
+            assert flat is not None  # the whole group at once: one total
+            grads, states, lrs, inner = [flat.grad], [flat.state()], lrs[:1], dot
         return rmsprop_vjp(grads, states, lrs=lrs, gamma=hp["gamma"], eps=hp["eps"],
                            momentum=hp["momentum"], centered=hp["centered"],
                            eps_inside=hp["eps_inside"], names=names, inner=inner)
@@ -142,10 +148,23 @@ def rmsprop(
     centered: bool,
     eps_inside: bool,
     record: frozenset[str] = frozenset(),
+    flat: Flat | None = None,
 ) -> None:
     """One RMSProp step on each tensor (see :class:`RMSprop`); the normalised gradient ``hg_dir``
-    is saved when ``record`` needs it (``gamma``, or ``lr`` without momentum)."""
+    is saved when ``record`` needs it (``gamma``, or ``lr`` without momentum). ``flat``: the
+    same tensors as flat vectors (the accelerator's path): from the second step on, the
+    per-tensor kernel runs once on them."""
     save_dir = "gamma" in record or ("lr" in record and momentum == 0)
+    needs = ["step", "square_avg"] + (["momentum_buffer"] if momentum > 0 else []) + (
+        ["grad_avg"] if centered else []) + (["hg_dir"] if save_dir else [])
+    if flat_ready(flat, lrs, needs) and same_step(states):
+        assert flat is not None
+        state, p = flat.state(), flat.param()
+        _rmsprop_tensor(p, flat.grad, state, lr=lrs[0], gamma=gamma, eps=eps,
+                        weight_decay=weight_decay, momentum=momentum, centered=centered,
+                        eps_inside=eps_inside, save_dir=save_dir)
+        flat.finish(state, p)
+        return
     for p, g, state, lr in zip(params, grads, states, lrs, strict=True):
         _rmsprop_tensor(p, g, state, lr=lr, gamma=gamma, eps=eps, weight_decay=weight_decay,
                         momentum=momentum, centered=centered, eps_inside=eps_inside,

@@ -173,7 +173,10 @@ def _steps(opt, model, batches, frozen_at=()):
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("spec", ["adam(1e-3)/sgd(1e-5)", "sgd(0.05, momentum=0.9)/adam(1e-4)",
-                                  "adamw(1e-3, weight_decay=0.1)/sgd(1e-5)/sgd(1e-8)"])
+                                  "adamw(1e-3, weight_decay=0.1)/sgd(1e-5)/sgd(1e-8)",
+                                  "rmsprop(1e-3, centered=true, momentum=0.5)/sgd(1e-6)",
+                                  "rmsprop(1e-3, weight_decay=0.01)/adam(1e-4)",
+                                  "adagrad(0.05, lr_decay=0.01)/sgd(1e-4)"])
 def test_flat_state_follows_the_per_tensor_path(spec, device):
     """The tensor path keeps each state key of a group in one flat buffer (each tensor's entry a
     view of it) and falls back to per-tensor kernels on a step where a tensor has no gradient:
