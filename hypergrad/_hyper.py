@@ -741,6 +741,8 @@ class Tower(torch.optim.Optimizer):
         """The state dicts of a group's tensors, once they all exist (kept from step to step:
         looking a tensor up hashes it in Python, which costs on a model of many tensors)."""
         params, state = group["params"], self.state
+        if not params:
+            return []
         kept = self._state_lists.get(id(group))
         if (kept is not None and kept[0] is state and kept[1] is params
                 and kept[2][0] is state.get(params[0])):
