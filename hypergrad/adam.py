@@ -301,56 +301,6 @@ def _adam_flat(fl: Flat, *, lr: float | Tensor, beta1: float | Tensor, beta2: fl
     fl.sub_(m.div(denom), step_size)
 
 
-def _adam_vjp_flat(fl: Flat, *, lr: float | Tensor, beta1: float | Tensor,
-                   beta2: float | Tensor, eps: float, weight_decay: float, decoupled: bool,
-                   names: frozenset[str]) -> dict[str, tuple[list[Tensor], float]]:
-    """:func:`adam_vjp` summed over a whole group (shared values, one step count): the same
-    formulas on flat vectors, each inner product one kernel; when both betas are learned, their
-    scalar arithmetic runs once on the pair (on a GPU each scalar operation is a launch)."""
-    t = fl.states[0]["step"]
-    m, v = fl.buf("exp_avg"), fl.buf("exp_avg_sq")
-    bc1 = 1 - beta1**t
-    bc2 = 1 - beta2**t
-    s = v.sqrt().div_(bc2**0.5)  # sqrt(v_hat)
-    denom = s + eps
-    w = fl.grad / denom
-    wm = torch.dot(w, m)
-    out: dict[str, tuple[list[Tensor], float]] = {}
-    if "lr" in names:
-        value = fdiv(wm, -bc1)
-        if decoupled and weight_decay != 0:
-            previous = (torch.dot(fl.grad, fl.param()) + wm * fdiv(lr, bc1)) / (
-                1 - lr * weight_decay)
-            value = value - previous * weight_decay
-        out["lr"] = ([value], 1.0)
-    if not names & {"beta1", "beta2"}:
-        return out
-    # per beta: <g, J> = k lr ((x - y) / (beta bc) + x t beta^(t-1) / bc^2), with k = -1 and
-    # x, y = <w, m>, <w, g_t> for beta1; k = 1/2 and x, y = <z, v>, <z g_t, g_t> for beta2,
-    # z = w m / (D sqrt(v_hat) (1 - beta1^t))
-    g = fl.buf("hg_grad")
-    x, y = {}, {}
-    if "beta1" in names:
-        x["beta1"], y["beta1"] = wm, torch.dot(w, g)
-    if "beta2" in names:
-        z = w.mul_(m).div_(denom).div_(s.clamp_min_(torch.finfo(s.dtype).tiny)).div_(bc1)
-        x["beta2"] = torch.dot(z, v)
-        y["beta2"] = torch.dot(z.mul_(g), g)
-    if len(x) == 2 and isinstance(beta1, Tensor) and isinstance(beta2, Tensor):
-        xs, ys = torch.stack([x["beta1"], x["beta2"]]), torch.stack([y["beta1"], y["beta2"]])
-        b, bc = torch.stack([beta1, beta2]), torch.stack([bc1, bc2])
-        both = ((xs - ys) / (b * bc) + xs * (b ** (t - 1) * t / bc**2)) * (
-            _constant((-1.0, 0.5), b) * lr)
-        out["beta1"], out["beta2"] = ([both[0]], 1.0), ([both[1]], 1.0)
-        return out
-    for name, beta, bc, k in (("beta1", beta1, bc1, -1.0), ("beta2", beta2, bc2, 0.5)):
-        if name in names:
-            c = fdiv(t * beta ** (t - 1), bc**2)
-            value = fdiv(x[name] - y[name], beta * bc) + x[name] * c
-            out[name] = ([value * (lr * k)], 1.0)
-    return out
-
-
 _CONSTANTS: dict[tuple[Any, ...], Tensor] = {}
 
 
@@ -392,16 +342,18 @@ def adam_vjp(
         \quad
         \langle g, J_{\beta_2}\rangle = \frac{\alpha}{2(1-\beta_1^t)}\Bigl(
             \frac{\langle z, v_t\rangle - \langle z g_t, g_t\rangle}{\beta_2(1-\beta_2^t)}
-            + c_2 \langle z, v_t\rangle\Bigr), \ z = \frac{w\, m_t}{D \sqrt{\hat v_t}}.
+            + c_2 \langle z, v_t\rangle\Bigr), \ z = \frac{w\, m_t}{D \sqrt{\hat v_t}}
+            \ (\text{computed with the } 1/(1-\beta_1^t) \text{ folded in}).
 
     AdamW adds :math:`-\lambda\langle g, p_{t-1}\rangle` to the first, :math:`p_{t-1} = (p_t +
     \alpha u_t)/(1 - \alpha\lambda)`. ``(values, scale)`` as in ``Tower._vjp``; with ``flat``
     (and ``inner`` :func:`dot_total`), one total for the group.
     """
     if inner is dot_total and flat_ready(flat, lrs, ()) and same_step(states):
-        assert flat is not None
-        return _adam_vjp_flat(flat, lr=lrs[0], beta1=beta1, beta2=beta2, eps=eps,
-                              weight_decay=weight_decay, decoupled=decoupled, names=names)
+        assert flat is not None  # the whole group at once: one total
+        wants_p = decoupled and weight_decay != 0 and "lr" in names  # else p is not read
+        params = [flat.param() if wants_p else None]  # type: ignore[list-item]
+        grads, states, lrs, inner = [flat.grad], [flat.state()], lrs[:1], dot
     out: dict[str, tuple[list[Tensor], float]] = {n: ([], 1.0) for n in ("lr", "beta1", "beta2")
                                                    if n in names}
     for p, g_new, state, lr in zip(params, grads, states, lrs, strict=True):
@@ -419,16 +371,39 @@ def adam_vjp(
                 previous = (inner(g_new, p) + wm * fdiv(lr, bc1)) / (1 - lr * weight_decay)
                 value = value - previous * weight_decay
             out["lr"][0].append(value)
+        # per beta: <g, J> = k lr ((x - y) / (beta bc) + x t beta^(t-1) / bc^2), with k = -1 and
+        # x, y = <w, m>, <w, g_t> for beta1; k = 1/2 and x, y = <z, v>, <z g_t, g_t> for beta2,
+        # z = w m / (D sqrt(v_hat) (1 - beta1^t))
+        x, y = {}, {}
         if "beta1" in names:
-            g = state["hg_grad"]
-            c1 = fdiv(t * beta1 ** (t - 1), bc1**2)
-            value = fdiv(wm - inner(w, g), beta1 * bc1) + wm * c1
-            out["beta1"][0].append(value * -lr)
+            x["beta1"], y["beta1"] = wm, inner(w, state["hg_grad"])
         if "beta2" in names:
             g = state["hg_grad"]
-            z = w.mul_(m).div_(denom).div_(s.clamp_min_(torch.finfo(s.dtype).tiny))
-            zv = inner(z, v)
-            c2 = fdiv(t * beta2 ** (t - 1), bc2**2)
-            value = fdiv(zv - inner(z.mul_(g), g), beta2 * bc2) + zv * c2
-            out["beta2"][0].append(value * fdiv(lr, 2 * bc1))
+            z = w.mul_(m).div_(denom).div_(s.clamp_min_(torch.finfo(s.dtype).tiny)).div_(bc1)
+            x["beta2"] = inner(z, v)
+            y["beta2"] = inner(z.mul_(g), g)
+        for name, value in _beta_values(x, y, t=t, lr=lr, beta1=beta1, beta2=beta2,
+                                        bc1=bc1, bc2=bc2).items():
+            out[name][0].append(value)
+    return out
+
+
+def _beta_values(x: dict[str, Any], y: dict[str, Any], *, t: int, lr: Any, beta1: Any,
+                 beta2: Any, bc1: Any, bc2: Any) -> dict[str, Any]:
+    """The betas' hypergradients from their inner products (see :func:`adam_vjp`). Two learned
+    betas as 0-d tensors (the GPU's case) share their scalar arithmetic: on a GPU each scalar
+    operation is a kernel launch."""
+    if (len(x) == 2 and isinstance(beta1, Tensor) and isinstance(beta2, Tensor)
+            and isinstance(x["beta1"], Tensor) and x["beta1"].dim() == 0):
+        xs, ys = torch.stack([x["beta1"], x["beta2"]]), torch.stack([y["beta1"], y["beta2"]])
+        b, bc = torch.stack([beta1, beta2]), torch.stack([bc1, bc2])
+        both = ((xs - ys) / (b * bc) + xs * (b ** (t - 1) * t / bc**2)) * (
+            _constant((-1.0, 0.5), b) * lr)
+        return {"beta1": both[0], "beta2": both[1]}
+    out = {}
+    for name, beta, bc, k in (("beta1", beta1, bc1, -1.0), ("beta2", beta2, bc2, 0.5)):
+        if name in x:
+            c = fdiv(t * beta ** (t - 1), bc**2)
+            value = fdiv(x[name] - y[name], beta * bc) + x[name] * c
+            out[name] = value * (lr * k)
     return out

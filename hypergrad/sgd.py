@@ -203,12 +203,7 @@ def _sgd_tensor(p: Tensor, g: Tensor, state: dict[str, Any], *, lr: float | Tens
             buf = new
         else:
             buf.mul_(momentum).add_(d, alpha=1 - dampening)
-        if not nesterov:
-            u = buf
-        elif isinstance(momentum, Tensor):
-            u = d.addcmul(buf, momentum)
-        else:
-            u = d.add(buf, alpha=momentum)
+        u = _direction(d, buf, momentum, nesterov)
     if save_dir:
         keep(state, "hg_dir", u)
     axmy_(p, u, lr)
@@ -229,15 +224,19 @@ def _sgd_flat(fl: Flat, *, lr: float | Tensor, momentum: float | Tensor, on: boo
         else:
             buf = fl.buf("momentum_buffer").mul_(momentum)
         buf.add_(d, alpha=1 - dampening)
-        if not nesterov:
-            u = buf
-        elif isinstance(momentum, Tensor):
-            u = d.addcmul(buf, momentum)
-        else:
-            u = d.add(buf, alpha=momentum)
+        u = _direction(d, buf, momentum, nesterov)
     if save_dir:
         fl.buf("hg_dir").copy_(u)
     fl.sub_(u, lr)
+
+
+def _direction(d: Tensor, buf: Tensor, momentum: float | Tensor, nesterov: bool) -> Tensor:
+    """The direction of a momentum step: the buffer, or Nesterov's ``d + momentum * buf``."""
+    if not nesterov:
+        return buf
+    if isinstance(momentum, Tensor):
+        return d.addcmul(buf, momentum)
+    return d.add(buf, alpha=momentum)
 
 
 def sgd_vjp(
