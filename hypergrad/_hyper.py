@@ -50,6 +50,7 @@ import torch
 from torch import Tensor
 
 from hypergrad._errors import HypergradError
+from hypergrad._graph import UpperGraph, step_upper
 
 LR_PER = ("optimizer", "group", "tensor")
 """Where a learned step size lives: one for the optimizer, one per param group, one per tensor."""
@@ -173,6 +174,8 @@ def shared_value(lrs: list[Any]) -> bool:
 
 def same_step(states: list[dict[str, Any]]) -> bool:
     """Whether every tensor's step counter agrees (one bias correction serves them all)."""
+    if len(states) == 1:  # (above level 0 the counter is a device tensor: never compare it)
+        return True
     first = states[0]["step"]
     return all(st["step"] == first for st in states)
 
@@ -342,6 +345,18 @@ def keep(state: dict[str, Any], key: str, value: Tensor) -> None:
         saved.copy_(value)
 
 
+def bias_correction(beta: float | Tensor, t: int | Tensor) -> float | Tensor:
+    r""":math:`1 - \beta^t`. A fixed ``beta`` with a step counter on the device (the levels above
+    0 on the tensor path) takes :math:`-\mathrm{expm1}(t \ln\beta)`: in float32,
+    ``1 - beta**t`` would lose the digits that rounding ``beta`` to float32 costs (0.999 is
+    off by 1.3e-5 relative in ``1 - beta``)."""
+    if isinstance(t, Tensor) and not isinstance(beta, Tensor):
+        if beta == 0:
+            return 1.0
+        return torch.expm1(t * math.log(beta)).neg_()
+    return 1 - beta**t
+
+
 def as_dtype(x: float | Tensor, like: Tensor) -> float | Tensor:
     """A learned 0-d value in the dtype of the tensors it scales (the raw vector may be wider)."""
     return x.to(like.dtype) if isinstance(x, Tensor) and x.dtype != like.dtype else x
@@ -423,6 +438,9 @@ class Tower(torch.optim.Optimizer):
     cpu_floats: ClassVar[bool] = True
     """On the CPU, hand the kernels Python floats (faster); ``False`` takes the accelerator's
     tensor path everywhere (the tests use it to check that path on machines without one)."""
+    cuda_graphs: ClassVar[bool] = True
+    """On CUDA, replay the levels above 0 as one CUDA graph once they are warm
+    (:mod:`hypergrad._graph`); ``False`` runs them eagerly, kernel by kernel."""
 
     # -- construction ------------------------------------------------------------------------
 
@@ -456,6 +474,7 @@ class Tower(torch.optim.Optimizer):
         self._flats: dict[int, Flat] = {}  # this step's, per group: gradients flattened once
         self._state_lists: dict[int, tuple[Any, list[Tensor], list[dict[str, Any]]]] = {}
         self._slots: dict[str, _Slot] = {}
+        self._upper: UpperGraph | None = None  # level 0 on CUDA: the levels above, as a graph
         self._bound = params is not None
         if params is None:
             return
@@ -672,10 +691,12 @@ class Tower(torch.optim.Optimizer):
         a = s.start + (gi if s.per == "group" else 0)
         return a, a + 1
 
-    def _sync_external(self) -> None:
-        """Take up learned values written into param_groups from outside since the last step."""
+    def _sync_external(self) -> bool:
+        """Take up learned values written into param_groups from outside since the last step;
+        whether there were any."""
         raw = self._raw
         assert raw is not None
+        written = False
         for gi, group in enumerate(self.param_groups):
             for name, (obj, version) in self._written[gi].items():
                 current = self._get(group, name)
@@ -686,6 +707,8 @@ class Tower(torch.optim.Optimizer):
                 value = torch.as_tensor(current, dtype=raw.dtype, device=raw.device).detach()
                 raw[a:b] = s.param.inverse(value.reshape(-1) if value.dim() else value)
                 self._written[gi][name] = (current, -2)  # re-read only if written again
+                written = True
+        return written
 
     def _hparams(self, gi: int, group: dict[str, Any]) -> dict[str, Any]:
         """The hyperparameters of group ``gi`` for an update: learned values used at the last
@@ -792,6 +815,28 @@ class Tower(torch.optim.Optimizer):
             if learned:
                 for st in states:
                     st["hg_valid"] = True
+            if self._level and self._tensor_path:
+                _steps_on_device(states, params)
+
+    @property
+    def _tensor_path(self) -> bool:
+        """Whether this level computes with tensors (an accelerator, or ``cpu_floats`` off)."""
+        first = next((p for g in self.param_groups for p in g["params"]), None)
+        return first is not None and not (self.cpu_floats and first.device.type == "cpu")
+
+    def _steps_as_saved_by_this_path(self) -> None:
+        """After ``load_state_dict``, step counters as this level keeps them (the checkpoint may
+        come from another device or path): Python ints, except above level 0 on the tensor
+        path, where they are device tensors (:func:`_steps_on_device`)."""
+        on_device = self._level > 0 and self._tensor_path
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p in self.state]
+            states = [self.state[p] for p in params]
+            for st in states:
+                if isinstance(st.get("step"), Tensor):
+                    st["step"] = int(st["step"].item())
+            if on_device:
+                _steps_on_device(states, params)
 
     def _hypergradient(self) -> Tensor:
         """:math:`G_{k+1}`: the gradient of the loss whose gradients now sit in this level's
@@ -895,21 +940,34 @@ class Tower(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         levels = self.levels
+        written = False
         for level in levels[:-1]:
-            level._sync_external()
+            written = level._sync_external() or written
         try:
-            for lower in levels[:-1]:  # 1. bottom-up
-                assert lower._raw is not None
-                lower._raw.grad = lower._hypergradient()
-            for k in range(len(levels) - 1, -1, -1):  # 2. top-down
-                levels[k]._update()
-                levels[k]._flats.clear()  # frees this level's flat gradients
-                if k:
-                    levels[k - 1]._refresh()
+            if len(levels) > 1:
+                assert self._raw is not None
+                hypergradient = self._hypergradient()  # 1. bottom-up, from the weights
+                upper = self._upper_graph()
+                if upper is not None:  # the same, replayed
+                    upper.step(levels, hypergradient, changed=written)
+                else:
+                    self._raw.grad = hypergradient
+                    step_upper(levels)
+            self._update()  # 2. ends top-down: the weights, in place
         finally:
             for level in levels:  # nothing of this step's survives a failed one
                 level._flats.clear()
         return loss
+
+    def _upper_graph(self) -> UpperGraph | None:
+        """What replays the levels above 0 on CUDA (``None``: they run eagerly here)."""
+        raw = self._raw
+        if (raw is None or raw.device.type != "cuda" or not self.cuda_graphs
+                or torch.cuda.is_current_stream_capturing() or torch.compiler.is_compiling()):
+            return None
+        if self._upper is None:
+            self._upper = UpperGraph()
+        return self._upper
 
     # -- family interface --------------------------------------------------------------------
 
@@ -964,13 +1022,21 @@ class Tower(torch.optim.Optimizer):
         """Every learned hyperparameter at every level as a 0-d tensor, without a device sync.
 
         Keys are ``"{level}.{name}"``, with ``"[i]"`` appended when the value is one per group or
-        per tensor (``"0.lr[3]"``). On an accelerator these are views of the values in use
-        (replaced, not modified, at each step); on the CPU, new tensors.
+        per tensor (``"0.lr[3]"``). On an accelerator these are views of the values in use,
+        replaced at each step, so that they can be kept and read later (copies while a CUDA
+        graph updates the values in place); on the CPU, new tensors.
         """
         out = {}
+        replayed = self._upper is not None and self._upper.graph is not None
+        snapshots: dict[int, Tensor] = {}
         for key, level, j in self._keys():
             if level._values is not None:
-                out[key] = level._values[j]
+                values = level._values
+                if replayed:
+                    if id(level) not in snapshots:
+                        snapshots[id(level)] = values.clone()
+                    values = snapshots[id(level)]
+                out[key] = values[j]
             else:
                 assert level._raw is not None and level._numbers is not None
                 out[key] = torch.tensor(level._numbers[j], dtype=level._raw.dtype)
@@ -1039,7 +1105,9 @@ class Tower(torch.optim.Optimizer):
 
     def __getstate__(self) -> dict[str, Any]:
         # torch.optim keeps only defaults, state and param_groups: a tower is more than that
-        return self.__dict__.copy()
+        state = self.__dict__.copy()
+        state["_upper"] = None  # a CUDA graph is not copied: a copy captures its own
+        return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         if not self.__dict__.get("_bound", state.get("_bound", True)):
@@ -1073,6 +1141,9 @@ class Tower(torch.optim.Optimizer):
         super().load_state_dict({k: v for k, v in state_dict.items() if k != "hypergrad"})
         self._flat_stores.clear()  # the states hold new tensors: made flat again when used
         self._state_lists.clear()
+        if self._upper is not None:
+            self._upper.drop()  # it reads the tensors the states held
+        self._steps_as_saved_by_this_path()
         if hyper is not None:
             assert self._raw is not None and self.hyper is not None
             if hyper["raw"].shape != self._raw.shape:
@@ -1115,6 +1186,16 @@ class Tower(torch.optim.Optimizer):
                 add([level._raw, level._raw.grad, level._values, level._dval])
                 add([v for used in level._used for v in used.values()])
         return total
+
+
+def _steps_on_device(states: list[dict[str, Any]], params: list[Tensor]) -> None:
+    """Above level 0 on the tensor path a step counter is a 0-d tensor beside its parameter,
+    counted up in place: a CUDA graph of the levels reads it at each replay, where a Python
+    number would stay frozen at its value when captured."""
+    for st, p in zip(states, params, strict=True):
+        step = st.get("step")
+        if step is not None and not isinstance(step, Tensor):
+            st["step"] = torch.full((), float(step), dtype=p.dtype, device=p.device)
 
 
 _is_valid = operator.methodcaller("get", "hg_valid")

@@ -160,7 +160,7 @@ def _adagrad_tensor(p: Tensor, g: Tensor, state: dict[str, Any], *, lr: float | 
     t = state["step"]
     if weight_decay != 0:
         g = g.add(p, alpha=weight_decay)
-    clr = lr / (1 + (t - 1) * lr_decay)
+    clr = lr if lr_decay == 0 else lr / (1 + (t - 1) * lr_decay)
     total = state["sum"]
     total.addcmul_(g, g, value=1)
     std = total.add(eps).sqrt_() if eps_inside else total.sqrt().add_(eps)

@@ -21,6 +21,7 @@ from hypergrad._hyper import (
     Tower,
     as_dtype,
     as_number,
+    bias_correction,
     check,
     dot,
     dot_total,
@@ -263,8 +264,8 @@ def _adam_tensor(p: Tensor, g: Tensor, state: dict[str, Any], *, lr: float | Ten
         v.mul_(beta2).addcmul_(g, g * (1 - beta2))
     else:
         v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-    bias_correction1 = 1 - beta1**t
-    bias_correction2 = 1 - beta2**t
+    bias_correction1 = bias_correction(beta1, t)
+    bias_correction2 = bias_correction(beta2, t)
     step_size = fdiv(lr, bias_correction1)
     denom = (v.sqrt() / bias_correction2**0.5).add_(eps)
     if isinstance(step_size, Tensor):
@@ -296,8 +297,8 @@ def _adam_flat(fl: Flat, *, lr: float | Tensor, beta1: float | Tensor, beta2: fl
         v.lerp_(g * g, 1 - beta2)
     else:
         v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-    step_size = fdiv(lr, 1 - beta1**t)
-    denom = v.sqrt().div_((1 - beta2**t) ** 0.5).add_(eps)
+    step_size = fdiv(lr, bias_correction(beta1, t))
+    denom = v.sqrt().div_(bias_correction(beta2, t) ** 0.5).add_(eps)
     fl.sub_(m.div(denom), step_size)
 
 
@@ -359,8 +360,8 @@ def adam_vjp(
     for p, g_new, state, lr in zip(params, grads, states, lrs, strict=True):
         t = state["step"]
         m, v = state["exp_avg"], state["exp_avg_sq"]
-        bc1 = 1 - beta1**t
-        bc2 = 1 - beta2**t
+        bc1 = bias_correction(beta1, t)
+        bc2 = bias_correction(beta2, t)
         s = v.sqrt().div_(bc2**0.5)  # sqrt(v_hat)
         denom = s + eps
         w = g_new / denom

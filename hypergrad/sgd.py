@@ -127,7 +127,8 @@ class SGD(Tower):
                     flat: Flat | None = None) -> None:
         sgd(params, grads, states, lrs=lrs, momentum=hp["momentum"], dampening=hp["dampening"],
             weight_decay=hp["weight_decay"], nesterov=hp["nesterov"],
-            momentum_on=self._momentum_on(hp), record=record, flat=flat)
+            momentum_on=self._momentum_on(hp), record=record, flat=flat,
+            fixed_buffers=self._level > 0)
 
     def _vjp(self, hp: dict[str, Any], params: list[Tensor], grads: list[Tensor],
              states: list[dict[str, Any]], lrs: list[Any], names: frozenset[str],
@@ -154,6 +155,7 @@ def sgd(
     momentum_on: bool | None = None,
     record: frozenset[str] = frozenset(),
     flat: Flat | None = None,
+    fixed_buffers: bool = False,
 ) -> None:
     """One SGD step on each tensor (see :class:`SGD` for the rule).
 
@@ -167,6 +169,9 @@ def sgd(
             previous buffer ``hg_buf_prev`` for ``momentum``.
         flat: the same tensors as flat vectors (the accelerator's path), used once the state
             holds what the step needs.
+        fixed_buffers: keep each state tensor where it is, copying the old momentum buffer
+            rather than swapping the two (the levels above 0: a CUDA graph replays them, and
+            their buffers hold a few numbers).
     """
     on = momentum != 0 if momentum_on is None else momentum_on
     save_dir = "lr" in record and (not on or nesterov)
@@ -177,17 +182,17 @@ def sgd(
         assert flat is not None
         _sgd_flat(flat, lr=lrs[0], momentum=momentum, on=on, dampening=dampening,
                   weight_decay=weight_decay, nesterov=nesterov, save_dir=save_dir,
-                  save_prev=save_prev)
+                  save_prev=save_prev, fixed_buffers=fixed_buffers)
         return
     for p, g, state, lr in zip(params, grads, states, lrs, strict=True):
         _sgd_tensor(p, g, state, lr=lr, momentum=momentum, on=on, dampening=dampening,
                     weight_decay=weight_decay, nesterov=nesterov, save_dir=save_dir,
-                    save_prev=save_prev)
+                    save_prev=save_prev, fixed_buffers=fixed_buffers)
 
 
 def _sgd_tensor(p: Tensor, g: Tensor, state: dict[str, Any], *, lr: float | Tensor,
                 momentum: float | Tensor, on: bool, dampening: float, weight_decay: float,
-                nesterov: bool, save_dir: bool, save_prev: bool) -> None:
+                nesterov: bool, save_dir: bool, save_prev: bool, fixed_buffers: bool) -> None:
     d = g if weight_decay == 0 else g.add(p, alpha=weight_decay)
     u = d
     if on:
@@ -196,6 +201,9 @@ def _sgd_tensor(p: Tensor, g: Tensor, state: dict[str, Any], *, lr: float | Tens
             buf = state["momentum_buffer"] = d.detach().clone()
             if save_prev:
                 state["hg_buf_prev"] = torch.zeros_like(buf)
+        elif save_prev and fixed_buffers:
+            state["hg_buf_prev"].copy_(buf)
+            buf.mul_(momentum).add_(d, alpha=1 - dampening)
         elif save_prev:  # the new buffer goes into the old previous one: no copy
             prev, new = buf, state["hg_buf_prev"]
             torch.mul(prev, momentum, out=new).add_(d, alpha=1 - dampening)
@@ -211,13 +219,16 @@ def _sgd_tensor(p: Tensor, g: Tensor, state: dict[str, Any], *, lr: float | Tens
 
 def _sgd_flat(fl: Flat, *, lr: float | Tensor, momentum: float | Tensor, on: bool,
               dampening: float, weight_decay: float, nesterov: bool, save_dir: bool,
-              save_prev: bool) -> None:
+              save_prev: bool, fixed_buffers: bool) -> None:
     """:func:`_sgd_tensor` on a whole group at once, on flat vectors, operation for operation."""
     lr, momentum = as_dtype(lr, fl.params[0]), as_dtype(momentum, fl.params[0])
     d = fl.grad if weight_decay == 0 else fl.grad.add(fl.param(), alpha=weight_decay)
     u = d
     if on:
-        if save_prev:  # the new buffer goes into the old previous one: no copy
+        if save_prev and fixed_buffers:
+            fl.buf("hg_buf_prev").copy_(fl.buf("momentum_buffer"))
+            buf = fl.buf("momentum_buffer").mul_(momentum)
+        elif save_prev:  # the new buffer goes into the old previous one: no copy
             torch.mul(fl.buf("momentum_buffer"), momentum, out=fl.buf("hg_buf_prev"))
             fl.swap("momentum_buffer", "hg_buf_prev")
             buf = fl.buf("momentum_buffer")
