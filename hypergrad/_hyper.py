@@ -622,7 +622,16 @@ class Tower(torch.optim.Optimizer):
             self._dval: Any = [d for _, d in pairs]
             self._values: Tensor | None = None
         else:
-            self._values, self._dval = self._forward(raw)
+            values, dval = self._forward(raw)
+            kept = getattr(self, "_values", None)
+            if self._level and kept is not None and kept.shape == values.shape:
+                # Above level 0 the values keep their storage: a CUDA graph of these levels
+                # reads them at the start of a step and writes them at its end.
+                kept.copy_(values)
+                if dval is not self._dval:
+                    self._dval.copy_(dval)
+            else:
+                self._values, self._dval = values, dval
             self._numbers = None
         self._used: list[dict[str, Any]] = []
         self._written: list[dict[str, tuple[Any, int]]] = []
@@ -1022,21 +1031,17 @@ class Tower(torch.optim.Optimizer):
         """Every learned hyperparameter at every level as a 0-d tensor, without a device sync.
 
         Keys are ``"{level}.{name}"``, with ``"[i]"`` appended when the value is one per group or
-        per tensor (``"0.lr[3]"``). On an accelerator these are views of the values in use,
-        replaced at each step, so that they can be kept and read later (copies while a CUDA
-        graph updates the values in place); on the CPU, new tensors.
+        per tensor (``"0.lr[3]"``). New tensors, so that they can be kept and read later: on an
+        accelerator, a copy of each level's values made at the call (one kernel per level; the
+        values in use may be updated in place).
         """
         out = {}
-        replayed = self._upper is not None and self._upper.graph is not None
-        snapshots: dict[int, Tensor] = {}
+        copies: dict[int, Tensor] = {}
         for key, level, j in self._keys():
             if level._values is not None:
-                values = level._values
-                if replayed:
-                    if id(level) not in snapshots:
-                        snapshots[id(level)] = values.clone()
-                    values = snapshots[id(level)]
-                out[key] = values[j]
+                if id(level) not in copies:
+                    copies[id(level)] = level._values.clone()
+                out[key] = copies[id(level)][j]
             else:
                 assert level._raw is not None and level._numbers is not None
                 out[key] = torch.tensor(level._numbers[j], dtype=level._raw.dtype)
