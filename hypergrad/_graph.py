@@ -92,7 +92,7 @@ class UpperGraph:
         levels[0]._raw.grad = hypergradient
         graph = torch.cuda.CUDAGraph()
         current = torch.cuda.current_stream(device)
-        side = torch.cuda.Stream(device)  # a capture cannot run on the default stream
+        side = _side_stream(device)
         side.wait_stream(current)
         try:
             with torch.cuda.device(device), torch.cuda.stream(side):
@@ -112,6 +112,18 @@ class UpperGraph:
         graph.replay()
         self.graph, self._key = graph, _fingerprint(levels)
         return True
+
+
+_SIDE_STREAMS: dict[torch.device, torch.cuda.Stream] = {}
+
+
+def _side_stream(device: torch.device) -> torch.cuda.Stream:
+    """The stream captures run on (a capture cannot run on the default stream): one per device
+    for every tower, since a library may keep per-stream resources for good."""
+    stream = _SIDE_STREAMS.get(device)
+    if stream is None:
+        stream = _SIDE_STREAMS[device] = torch.cuda.Stream(device)
+    return stream
 
 
 def _fingerprint(levels: list[Any]) -> tuple[Any, ...]:

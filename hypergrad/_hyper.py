@@ -137,8 +137,18 @@ def fdiv(a: float | Tensor, b: float | Tensor) -> float | Tensor:
     return math.copysign(math.inf, a) * math.copysign(1.0, b)
 
 
+_SMALL = 4096
+
+
 def dot(a: Tensor, b: Tensor) -> Tensor:
-    """The 0-d inner product of two same-shaped tensors."""
+    """The 0-d inner product of two same-shaped tensors.
+
+    Small CUDA tensors (the levels above 0 hold a few numbers) are multiplied and summed rather
+    than handed to cuBLAS: those levels are captured as a CUDA graph on a side stream
+    (:mod:`hypergrad._graph`), and cuBLAS would keep a workspace of 32 MiB for that stream.
+    """
+    if a.is_cuda and a.numel() <= _SMALL:
+        return torch.mul(a, b).sum()
     if a.dim() == 1:
         return torch.dot(a, b)
     if a.is_contiguous() and b.is_contiguous():

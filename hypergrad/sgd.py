@@ -272,11 +272,11 @@ def sgd_vjp(
     if inner is dot_total and flat_ready(flat, lrs, ()):  # one total for the group
         assert flat is not None
         if "lr" in names:
-            out["lr"] = ([torch.dot(flat.grad, flat.buf(key))], -1.0)
+            out["lr"] = ([dot(flat.grad, flat.buf(key))], -1.0)
         if "momentum" in names:
-            v = torch.dot(flat.grad, flat.buf("hg_buf_prev"))
+            v = dot(flat.grad, flat.buf("hg_buf_prev"))
             if nesterov:
-                v = torch.dot(flat.grad, flat.buf("momentum_buffer")) + v * momentum
+                v = dot(flat.grad, flat.buf("momentum_buffer")) + v * momentum
             out["momentum"] = ([v * lrs[0]], -1.0)
         return out
     if "lr" in names:
