@@ -96,7 +96,8 @@ class UpperGraph:
         side.wait_stream(current)
         try:
             with torch.cuda.device(device), torch.cuda.stream(side):
-                graph.capture_begin()
+                # thread_local: other threads (a DataLoader pinning memory) may call CUDA freely
+                graph.capture_begin(capture_error_mode="thread_local")
                 try:
                     step_upper(levels)
                 finally:
