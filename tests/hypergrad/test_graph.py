@@ -172,3 +172,33 @@ def test_checkpoints_move_between_the_paths(direction):
     torch.testing.assert_close(torch.tensor(resumed[0]), torch.tensor(straight[0]), rtol=1e-12,
                                atol=0)
     helpers.assert_trajectories_equal(resumed[1], straight[1], rtol=1e-10)
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_another_thread_using_cuda_during_a_capture():
+    """A DataLoader's pin-memory thread calls CUDA while a tower captures its upper levels: the
+    capture is thread-local, so neither breaks the other."""
+    import threading
+
+    stop, errors = threading.Event(), []
+
+    def pin() -> None:
+        while not stop.is_set():
+            try:
+                torch.empty(1 << 16).pin_memory()
+            except Exception as e:  # noqa: BLE001 - reported by the assertion below
+                errors.append(repr(e))
+                return
+
+    thread = threading.Thread(target=pin)
+    thread.start()
+    try:
+        model, opt, twin, eager = _twins("adam(1e-3)/adam(1e-5)/adam(1e-7)")
+        batches = _batches(4, "cuda")
+        assert helpers.run_tower(opt, model, batches, 8) == helpers.run_tower(
+            eager, twin, batches, 8)
+    finally:
+        stop.set()
+        thread.join()
+    assert opt._upper.graph is not None and not errors
