@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch._dynamo  # noqa: F401  (see below)
+import torch._dynamo  # noqa: F401 - torch.optim imports it on first use (seconds): here, not mid-run
 from torch import Tensor, nn
 
 from bench import measure
@@ -37,10 +37,6 @@ from bench.methods import OptimizerSetup, parse_method
 from bench.record import DIVERGED, DONE, FAILED, RunResult
 from bench.workloads import get_workload
 from bench.workloads.base import Data, Workload
-
-# torch._dynamo: every torch.optim optimizer imports it when first built (seconds). Imported with
-# the loop, it is paid before a run starts, not inside its setup, where a Ctrl-C could land in
-# the middle of the import.
 
 # ``on_eval(point) -> bool``: True stops the run (Optuna pruning, early stopping).
 OnEval = Callable[[dict[str, Any]], bool]

@@ -30,10 +30,11 @@ import torch
 from torch import Tensor
 
 
-def step_upper(levels: list[Any]) -> None:
-    """The part of ``Tower.step`` above level 0, eagerly, once level 0's hypergradient is in
-    its raw vector's ``.grad``: the other hypergradients bottom-up, then the updates top-down,
-    each level refreshing the values of the one below."""
+def step_upper(levels: list[Any], hypergradient: Tensor) -> None:
+    """The part of ``Tower.step`` above level 0, eagerly, given level 0's hypergradient: the
+    other hypergradients bottom-up, then the updates top-down, each level refreshing the values
+    of the one below."""
+    levels[0]._raw.grad = hypergradient
     for lower in levels[1:-1]:
         lower._raw.grad = lower._hypergradient()
     for k in range(len(levels) - 1, 0, -1):
@@ -80,8 +81,7 @@ class UpperGraph:
         if self._warm >= self.WARMUP and not self._failed and self._capture(levels,
                                                                             hypergradient):
             return
-        levels[0]._raw.grad = hypergradient
-        step_upper(levels)
+        step_upper(levels, hypergradient)
         self._warm += 1
 
     def _capture(self, levels: list[Any], hypergradient: Tensor) -> bool:
@@ -89,7 +89,6 @@ class UpperGraph:
         failed (warned once; the levels then stay eager for this tower)."""
         device = hypergradient.device
         self._input = hypergradient
-        levels[0]._raw.grad = hypergradient
         graph = torch.cuda.CUDAGraph()
         current = torch.cuda.current_stream(device)
         side = _side_stream(device)
@@ -99,7 +98,7 @@ class UpperGraph:
                 # thread_local: other threads (a DataLoader pinning memory) may call CUDA freely
                 graph.capture_begin(capture_error_mode="thread_local")
                 try:
-                    step_upper(levels)
+                    step_upper(levels, hypergradient)
                 finally:
                     graph.capture_end()
         except Exception as error:  # noqa: BLE001 (whatever failed, eager steps still work)

@@ -622,7 +622,7 @@ class Tower(torch.optim.Optimizer):
         raw = self._raw
         assert raw is not None
         slots = list(self._slots.values())
-        cpu = raw.device.type == "cpu" and self.cpu_floats
+        cpu = not self._tensor_path
         if cpu:
             raws = raw.tolist()
             pairs = [s.param.number(x) for s in slots for x in raws[s.start:s.stop]]
@@ -804,7 +804,7 @@ class Tower(torch.optim.Optimizer):
         if made is not None and len(made.grads) == len(grads) and all(
                 map(operator.is_, made.grads, grads)):
             return made
-        if ((self.cpu_floats and params[0].device.type == "cpu") or self._lr_per_tensor_at_0
+        if (not self._tensor_path or self._lr_per_tensor_at_0
                 or len(params) != len(group["params"])):
             return None
         store = self._flat_stores.setdefault(gi, FlatStore())
@@ -964,14 +964,12 @@ class Tower(torch.optim.Optimizer):
             written = level._sync_external() or written
         try:
             if len(levels) > 1:
-                assert self._raw is not None
                 hypergradient = self._hypergradient()  # 1. bottom-up, from the weights
                 upper = self._upper_graph()
                 if upper is not None:  # the same, replayed
                     upper.step(levels, hypergradient, changed=written)
                 else:
-                    self._raw.grad = hypergradient
-                    step_upper(levels)
+                    step_upper(levels, hypergradient)
             self._update()  # 2. ends top-down: the weights, in place
         finally:
             for level in levels:  # nothing of this step's survives a failed one
