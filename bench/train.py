@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch._dynamo  # noqa: F401 - torch.optim imports it on first use (seconds): here, not mid-run
+import torch._dynamo  # noqa: F401 - torch.optim imports it on first use (seconds): not mid-run
 from torch import Tensor, nn
 
 from bench import measure
