@@ -314,6 +314,14 @@ class Flat:
         else:
             torch._foreach_copy_(self.params, unflatten(params, self.params))
 
+    def apply(self, kernel: Callable[..., None], **kwargs: Any) -> None:
+        """Run a family's per-tensor ``kernel(p, g, state, **kwargs)`` once on the whole group:
+        on a flat copy of the parameters, the flat gradient and :meth:`state`, then
+        :meth:`finish`."""
+        state, p = self.state(), self.param()
+        kernel(p, self.grad, state, **kwargs)
+        self.finish(state, p)
+
     def swap(self, a: str, b: str) -> None:
         """Exchange states ``a`` and ``b`` of every tensor (both made flat first)."""
         self.buf(a), self.buf(b)

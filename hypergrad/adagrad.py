@@ -138,11 +138,9 @@ def adagrad(
     needs = ("step", "sum", "hg_dir") if save_dir else ("step", "sum")
     if flat_ready(flat, lrs, needs) and same_step(states):
         assert flat is not None
-        state, p = flat.state(), flat.param()
-        _adagrad_tensor(p, flat.grad, state, lr=lrs[0], lr_decay=lr_decay,
-                        weight_decay=weight_decay, initial=initial_accumulator_value, eps=eps,
-                        eps_inside=eps_inside, save_dir=save_dir)
-        flat.finish(state, p)
+        flat.apply(_adagrad_tensor, lr=lrs[0], lr_decay=lr_decay, weight_decay=weight_decay,
+                   initial=initial_accumulator_value, eps=eps, eps_inside=eps_inside,
+                   save_dir=save_dir)
         return
     for p, g, state, lr in zip(params, grads, states, lrs, strict=True):
         _adagrad_tensor(p, g, state, lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,

@@ -159,11 +159,9 @@ def rmsprop(
         ["grad_avg"] if centered else []) + (["hg_dir"] if save_dir else [])
     if flat_ready(flat, lrs, needs) and same_step(states):
         assert flat is not None
-        state, p = flat.state(), flat.param()
-        _rmsprop_tensor(p, flat.grad, state, lr=lrs[0], gamma=gamma, eps=eps,
-                        weight_decay=weight_decay, momentum=momentum, centered=centered,
-                        eps_inside=eps_inside, save_dir=save_dir)
-        flat.finish(state, p)
+        flat.apply(_rmsprop_tensor, lr=lrs[0], gamma=gamma, eps=eps, weight_decay=weight_decay,
+                   momentum=momentum, centered=centered, eps_inside=eps_inside,
+                   save_dir=save_dir)
         return
     for p, g, state, lr in zip(params, grads, states, lrs, strict=True):
         _rmsprop_tensor(p, g, state, lr=lr, gamma=gamma, eps=eps, weight_decay=weight_decay,
