@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -97,6 +98,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
             for name, cls in WORKLOADS.items():
                 print(f"  {name}: {cls.description}")
+                print(textwrap.fill(f"source: {cls.source}", width=100, initial_indent=" " * 6,
+                                    subsequent_indent=" " * 6))
         elif section == "methods":
             from bench.methods import describe_methods
 
@@ -138,7 +141,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Train (or report, if stored) one run per seed; one summary line per run."""
     from bench.methods import parse_method
     from bench.store import as_default_store, open_store
-    from bench.train import load_data, resolve_device
+    from bench.train import holdout, load_data, resolve_device
     from bench.workloads import get_workload
 
     # Every name is checked before anything trains.
@@ -158,7 +161,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 assert result is not None
                 print(summary_line(result, workload.metric, cached=True), flush=True)
                 continue
-            load_data(workload, device, config.seed)  # missing data: an error before the header
+            load_data(workload, device, config.seed, holdout(config))  # missing data: fail early
             print(
                 f"[{i}/{len(configs)}] {config.workload} {config.method} seed {config.seed}"
                 f" ({budget.label()}, {config.device}) id {config.run_id}",

@@ -406,18 +406,24 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[Tensor, Tenso
     """Train and validation indices into ``range(n)``: disjoint, together all of it, fixed by
     ``seed`` (drawn on the CPU, so every device gets the same split)."""
     if not 0 < val_fraction < 1:
-        raise UserError(f"val_fraction must be in (0, 1), but got {val_fraction=}")
+        raise UserError(f"holdout must be in (0, 1), but got holdout={val_fraction!r}")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     n_val = int(n * val_fraction)
     return perm[n_val:], perm[:n_val]
 
 
 def to_device_images(
-    x: Tensor, mean: tuple[float, ...], std: tuple[float, ...], device: torch.device | str
+    x: Tensor,
+    mean: tuple[float, ...] | None,
+    std: tuple[float, ...] | None,
+    device: torch.device | str,
 ) -> Tensor:
-    """``uint8`` images to normalised ``float32`` on ``device`` (moved as bytes: 4x less copy)."""
-    stats = torch.tensor((mean, std), dtype=torch.float32, device=device)[..., None, None]
+    """``uint8`` images to ``float32`` pixels / 255 on ``device`` (moved as bytes: 4x less copy),
+    normalised by ``mean`` and ``std`` per channel unless they are ``None``."""
     out = x.to(device).float().div_(255)
+    if mean is None or std is None:
+        return out
+    stats = torch.tensor((mean, std), dtype=torch.float32, device=device)[..., None, None]
     return out.sub_(stats[0]).div_(stats[1])
 
 

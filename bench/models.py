@@ -7,13 +7,27 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-def mlp(sizes: tuple[int, ...], activation: type[nn.Module] = nn.Tanh) -> nn.Sequential:
-    """A flattening MLP: ``mlp((784, 128, 10), nn.Tanh)`` is the paper's MNIST model."""
+def mlp(
+    sizes: tuple[int, ...],
+    activation: type[nn.Module] = nn.Tanh,
+    *,
+    activate_output: bool = False,
+    log_softmax: bool = False,
+) -> nn.Sequential:
+    """A flattening MLP with ``activation`` between layers (and after the last one when
+    ``activate_output``), ending in ``log_softmax`` over classes when asked.
+
+    ``mlp((784, 128, 10), nn.Tanh, activate_output=True, log_softmax=True)`` is the network of
+    the reference package's README (Chandra et al.'s Table 1); ``mlp((784, 10))`` logistic
+    regression.
+    """
     layers: list[nn.Module] = [nn.Flatten()]
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         layers.append(nn.Linear(n_in, n_out))
-        if i < len(sizes) - 2:
+        if i < len(sizes) - 2 or activate_output:
             layers.append(activation())
+    if log_softmax:
+        layers.append(nn.LogSoftmax(dim=1))
     return nn.Sequential(*layers)
 
 

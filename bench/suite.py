@@ -60,7 +60,7 @@ RESERVED_OPTIONS = ("jobs_per_gpu", "parent", LEARNED_FROM)
 # that differ in nothing: it is an error instead. (Kept here, not read from bench.train: checking a
 # suite must not import torch.)
 RUN_OPTIONS = ("batch_size", "eval_every", "hyper_every", "check_every", "warmup_steps",
-               "diverge_factor", "storage")
+               "diverge_factor", "holdout", "storage")
 
 
 @dataclass(frozen=True)

@@ -82,7 +82,7 @@ def train(
     if method.kind == "search":
         return method.search(config, train=train, storage=config.option("storage"))
     device = resolve_device(config.device)
-    data = load_data(workload, device, config.seed)
+    data = load_data(workload, device, config.seed, holdout(config))
     plan = Plan.make(config, workload, data)
 
     # 2. Everything random follows the seed: model init, batch order, augmentation.
@@ -186,6 +186,7 @@ def _loop(
     plan = run.plan
     timer = run.timer = measure.StepTimer(next(model.parameters()).device, plan.warmup_steps)
     pending: list[Tensor] = []  # losses of the steps not yet read back (no per-step sync)
+    l2 = list(model.parameters()) if workload.l2 else None
     model.train()
     setup.train_mode()
     _sample_hyper(run, setup)
@@ -198,7 +199,7 @@ def _loop(
         if batch is None:  # the epoch is over: draw the next order (timed: it is training)
             batches = iter(workload.train_batches(data.train, plan.batch_size, generator))
             batch = next(batches)
-        loss = setup.step(functools.partial(_batch_loss, workload, model, *batch))
+        loss = setup.step(functools.partial(_batch_loss, workload, model, *batch, l2))
         timer.stop()
         run.step += 1
         pending.append(loss.detach())
@@ -222,8 +223,15 @@ def _loop(
         _sample_hyper(run, setup)
 
 
-def _batch_loss(workload: Workload, model: nn.Module, inputs: Tensor, targets: Tensor) -> Tensor:
-    return workload.loss(model(inputs), targets)
+def _batch_loss(
+    workload: Workload, model: nn.Module, inputs: Tensor, targets: Tensor,
+    l2: list[Tensor] | None,
+) -> Tensor:
+    loss = workload.loss(model(inputs), targets)
+    if l2 is None:
+        return loss
+    # (l2 / 2) * sum ||w||^2: its gradient is l2 * w, torch.optim's coupled weight decay.
+    return loss + 0.5 * workload.l2 * torch.stack([p.square().sum() for p in l2]).sum()
 
 
 def _read_losses(run: _Run, pending: list[Tensor]) -> bool:
@@ -263,7 +271,8 @@ def _evaluate(
     setup: OptimizerSetup,
     on_eval: OnEval | None,
 ) -> bool:
-    """Evaluate on val and test (untimed; the harness switches modes); True stops the run."""
+    """Evaluate on val (when held out) and test, untimed (the harness switches modes); True
+    stops the run."""
     if not _finite_parameters(model):
         _diverge(run, run.step, "non-finite parameter at the evaluation of step")
         return True
@@ -272,7 +281,7 @@ def _evaluate(
     model.eval()
     setup.eval_mode()
     with torch.no_grad():
-        val = workload.evaluate(model, data.val)
+        val = workload.evaluate(model, data.val) if data.val is not None else {}
         test = workload.evaluate(model, data.test)
     model.train()
     setup.train_mode()
@@ -414,13 +423,24 @@ def resolve_device(name: str) -> torch.device:
 _DATA: OrderedDict[tuple[str, str, int], Data] = OrderedDict()
 
 
-def load_data(workload: Workload, device: torch.device, seed: int) -> Data:
-    """The workload's splits on ``device`` for ``seed``, cached for the next runs of the process."""
-    key = (workload.name, str(device), seed)
+def holdout(config: RunConfig) -> float:
+    """The fraction of the training split held out for validation: the run option ``holdout``,
+    else 0 (a single run trains on the whole training split, as both papers did; a search sets it
+    on its trials, ``Workload.search_holdout``)."""
+    value = config.option("holdout", 0.0)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise UserError(f"option holdout must be a number in [0, 1), but got holdout={value!r}")
+    return float(value)
+
+
+def load_data(workload: Workload, device: torch.device, seed: int, holdout: float = 0.0) -> Data:
+    """The workload's splits on ``device`` for ``seed``, cached for the next runs of the process
+    (with nothing held out the split does not depend on the seed: every seed shares it)."""
+    key = (workload.name, str(device), seed if holdout else None, holdout)
     if key in _DATA:
         _DATA.move_to_end(key)
         return _DATA[key]
-    data = workload.load_data(device, seed)
+    data = workload.load_data(device, seed, holdout)
     _DATA[key] = data
     while len(_DATA) > DATA_CACHE_SIZE:
         _DATA.popitem(last=False)

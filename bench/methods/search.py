@@ -15,6 +15,13 @@ momentum=0.9)``, or ``sgd(lr=..)+cosine(warmup=..)`` with a schedule) on the sam
 per-run budget and options. The search selects on the validation metric and reports the selected
 trial's test metrics; its cost is every trial's, pruned ones included.
 
+Validation: each trial holds ``Workload.search_holdout`` of the training split out (10% of the
+images, 5% of the text; the run option ``holdout`` overrides it) and trains on the rest; the
+search's test error is the chosen trial's, that model as it was trained (not re-trained on the
+whole split), so a search's trials each see fewer examples than a single run, which trains on the
+whole split. The budget is a multiple of one single run's steps on the whole split, so that a
+search at ``budget=1`` costs what a tower costs.
+
 Storage: the ``storage`` argument (the run option ``storage``), else ``$BENCH_OPTUNA_STORAGE``,
 else the results store's PostgreSQL database when the store is one, else SQLite ``optuna.sqlite``
 beside the results store. The study is named after the run id, so
@@ -76,6 +83,8 @@ class Search(SearchMethod):
 
         workload = get_workload(config.workload)
         device = resolve_device(config.device)
+        # One run's cost is a single run's, on the whole training split: the budget is a
+        # multiple of what a tower or a schedule spends, whatever the trials hold out.
         plan = Plan.make(config, workload, load_data(workload, device, config.seed))
         unit = self.args["unit"]
         budget = lib.SearchBudget(
@@ -85,7 +94,8 @@ class Search(SearchMethod):
             per_run=plan.total_steps if unit == "steps" else config.budget.seconds,
         )
         started = measure.now_iso()
-        trial_fn = _TrialRunner(self.space, config, train, workload.metric)
+        trial_fn = _TrialRunner(self.space, config, train, workload.metric,
+                                workload.search_holdout)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         try:
             outcome = lib.run_search(
@@ -146,14 +156,17 @@ class _TrialRunner:
     """The trial function: one ``train`` run per trial, reporting at each evaluation."""
 
     def __init__(self, space: lib.SearchSpace, config: RunConfig,
-                 train: Callable[..., RunResult], metric: str) -> None:
+                 train: Callable[..., RunResult], metric: str, holdout: float) -> None:
         self.space, self.config, self.train, self.metric = space, config, train, metric
+        self.holdout = holdout
 
     def __call__(self, params: dict[str, float],
                  report: Callable[[int, float, float, float], bool]) -> lib.TrialOutcome:
         method = trial_method(self.space, params)
         options = {k: v for k, v in self.config.options if k != "storage"}
         options["parent"] = self.config.run_id
+        # A trial trains on the rest of the training split and is chosen on the held-out part.
+        options.setdefault("holdout", self.holdout)
         trial_config = dataclasses.replace(
             self.config, method=method, options=tuple(sorted(options.items()))
         )

@@ -187,7 +187,7 @@ def test_split_indices_disjoint_complete_and_fixed_by_seed() -> None:
     assert torch.equal(train, again[0]) and torch.equal(val, again[1])
     other = data.split_indices(1000, 0.1, seed=4)
     assert not torch.equal(val.sort().values, other[1].sort().values)
-    with pytest.raises(UserError, match="val_fraction"):
+    with pytest.raises(UserError, match="holdout"):
         data.split_indices(1000, 1.5, seed=0)
 
 

@@ -16,11 +16,11 @@ from bench.workloads import WORKLOADS, Data, Split, Workload, get_workload
 NAMES = sorted(WORKLOADS)
 
 
-def load_or_skip(workload: Workload, seed: int = 0) -> Data:
+def load_or_skip(workload: Workload, seed: int = 0, holdout: float = 0.0) -> Data:
     """The workload's data on the CPU. Full CIFAR-10 is the one dataset that is not in the shared
     folder: offline it is skipped here (its error is tested in test_data.py)."""
     try:
-        return workload.load_data(torch.device("cpu"), seed)
+        return workload.load_data(torch.device("cpu"), seed, holdout)
     except DataError as exc:
         if workload.name != "cifar10-resnet20":
             raise
@@ -71,6 +71,20 @@ def test_declares_defaults(name: str) -> None:
     cls = WORKLOADS[name]
     assert cls.description and cls.batch_size > 0 and cls.epochs > 0
     assert cls.metric in ("error", "bpc")
+    assert 0 < cls.search_holdout < 1 and cls.l2 >= 0
+    # Where its setup comes from: a paper's section, or this project's own choice said so.
+    assert "section" in cls.source or cls.source.startswith("this project")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_whole_training_split_without_holdout(bench_data_dir: Path, name: str) -> None:
+    """A single run trains on everything a search would split into train and validation."""
+    workload = get_workload(name)
+    whole = load_or_skip(workload)
+    held = load_or_skip(workload, holdout=workload.search_holdout)
+    assert whole.val is None and held.val is not None
+    assert len(whole.train) == len(held.train) + len(held.val)
+    assert torch.equal(whole.test.x, held.test.x)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -78,13 +92,14 @@ def test_contract(bench_data_dir: Path, name: str) -> None:
     """Splits on the device, fixed by seed; a model; one batch forward with a finite loss that
     backpropagates; evaluate's keys; the epoch has ``steps_per_epoch`` batches."""
     workload = get_workload(name)
-    splits = load_or_skip(workload)
+    splits = load_or_skip(workload, holdout=workload.search_holdout)
+    assert splits.val is not None
     for split in (splits.train, splits.val, splits.test):
         assert len(split) > 0 and split.x.device.type == "cpu"
         assert split.y is None or len(split.y) == len(split.x)
     assert len(splits.val) < len(splits.train)
-    again = workload.load_data(torch.device("cpu"), 0)
-    assert torch.equal(again.val.x, splits.val.x)
+    again = workload.load_data(torch.device("cpu"), 0, workload.search_holdout)
+    assert again.val is not None and torch.equal(again.val.x, splits.val.x)
 
     torch.manual_seed(0)
     model = workload.build_model()
@@ -111,8 +126,8 @@ def test_contract(bench_data_dir: Path, name: str) -> None:
 
 
 def test_mnist_splits_normalised_disjoint_and_fixed_by_seed(bench_data_dir: Path) -> None:
-    workload = get_workload("mnist-mlp")
-    a, b = workload.load_data("cpu", 0), workload.load_data("cpu", 1)
+    workload = get_workload("mnist-logreg")  # Baydin et al.'s Normalize((0.1307,), (0.3081,))
+    a, b = workload.load_data("cpu", 0, 0.1), workload.load_data("cpu", 1, 0.1)
     assert (len(a.train), len(a.val), len(a.test)) == (54_000, 6_000, 10_000)
     assert a.train.x.dtype == torch.float32 and a.train.x.shape[1:] == (1, 28, 28)
     assert abs(a.train.x.mean().item()) < 0.01 and abs(a.train.x.std().item() - 1) < 0.01
@@ -130,12 +145,82 @@ def test_mnist_epoch_covers_every_training_image_once(bench_data_dir: Path) -> N
     gen = torch.Generator().manual_seed(0)
     labels = torch.cat([y for _, y in workload.train_batches(splits.train, 128, gen)])
     assert torch.equal(torch.bincount(labels), torch.bincount(splits.train.y))
-    assert workload.steps_per_epoch(splits.train, 128) == math.ceil(54_000 / 128)
+    assert workload.steps_per_epoch(splits.train, 128) == math.ceil(60_000 / 128)
+
+
+class _ReferenceMnistMLP(torch.nn.Module):
+    """The network of the reference package's README (gradient-descent-the-ultimate-optimizer
+    1.0, 'Example'), written out as it is there."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer1 = torch.nn.Linear(28 * 28, 128)
+        self.layer2 = torch.nn.Linear(128, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.tanh(self.layer1(x))
+        x = torch.tanh(self.layer2(x))
+        return torch.nn.functional.log_softmax(x, dim=1)
+
+
+def test_mnist_mlp_is_the_reference_readme_network(bench_data_dir: Path) -> None:
+    """Same weights, same raw images: the same outputs and the same nll_loss; inputs are pixels
+    / 255 (transforms.ToTensor()), not normalised; all 60,000 training images."""
+    workload = get_workload("mnist-mlp")
+    splits = workload.load_data("cpu", 0)
+    images = data.load_mnist()
+    assert len(splits.train) == 60_000 and splits.val is None
+    assert torch.equal(splits.train.x, images.x_train.float() / 255)
+    assert torch.equal(splits.train.y, images.y_train)
+    torch.manual_seed(0)
+    ours, ref = workload.build_model(), _ReferenceMnistMLP()
+    linears = [m for m in ours.modules() if isinstance(m, torch.nn.Linear)]
+    with torch.no_grad():
+        for mine, theirs in zip(linears, (ref.layer1, ref.layer2), strict=True):
+            theirs.weight.copy_(mine.weight)
+            theirs.bias.copy_(mine.bias)
+    x, y = splits.test.x[:512], splits.test.y[:512]
+    out, expected = ours(x), ref(x.reshape(-1, 28 * 28))
+    assert torch.equal(out, expected)
+    assert torch.equal(workload.loss(out, y), torch.nn.functional.nll_loss(expected, y))
+    # Evaluation reports the loss it trains with.
+    metrics = workload.evaluate(ours.eval(), Split(x, y))
+    assert metrics["loss"] == pytest.approx(
+        torch.nn.functional.nll_loss(expected, y).item(), rel=1e-6
+    )
+
+
+def test_l2_is_the_gradient_of_coupled_weight_decay(bench_data_dir: Path) -> None:
+    """Baydin et al.'s workloads add (l2 / 2) ||w||^2 to the loss: one SGD step then equals
+    torch.optim.SGD(weight_decay=l2) on the plain loss, to rounding."""
+    from bench.train import _batch_loss
+
+    workload = get_workload("mnist-logreg")
+    assert workload.l2 == 1e-4
+    splits = workload.load_data("cpu", 0)
+    x, y = splits.train.x[:128], splits.train.y[:128]
+    torch.manual_seed(0)
+    a = workload.build_model()
+    b = workload.build_model()
+    b.load_state_dict(a.state_dict())
+    with torch.no_grad():
+        for p in a.parameters():
+            p.add_(1.0)  # weights far from 0: the decay term is not negligible
+        for p in b.parameters():
+            p.add_(1.0)
+    opt_a = torch.optim.SGD(a.parameters(), lr=0.5)
+    opt_b = torch.optim.SGD(b.parameters(), lr=0.5, weight_decay=workload.l2)
+    _batch_loss(workload, a, x, y, list(a.parameters())).backward()
+    workload.loss(b(x), y).backward()
+    opt_a.step()
+    opt_b.step()
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+        torch.testing.assert_close(pa, pb, rtol=1e-6, atol=1e-7)
 
 
 def test_cifar_subset_batches_are_augmented(bench_data_dir: Path) -> None:
     workload = get_workload("cifar10s-resnet20")
-    splits = workload.load_data("cpu", 0)
+    splits = workload.load_data("cpu", 0, 0.1)
     assert (len(splits.train), len(splits.val), len(splits.test)) == (4577, 508, 1017)
     black = -torch.tensor(data.CIFAR_SUBSET_MEAN) / torch.tensor(data.CIFAR_SUBSET_STD)
     gen = torch.Generator().manual_seed(0)
@@ -171,11 +256,11 @@ def test_resnet20_size_and_a_step_on_the_subset(bench_data_dir: Path) -> None:
 
 def test_warpeace_splits_are_contiguous(bench_data_dir: Path) -> None:
     workload = get_workload("warpeace-lstm")
-    splits = workload.load_data("cpu", 0)
+    splits = workload.load_data("cpu", 0, workload.search_holdout)
     codes = data.load_warpeace().codes
     assert torch.equal(torch.cat([splits.train.x, splits.val.x, splits.test.x]), codes)
     assert len(splits.test) == pytest.approx(0.10 * len(codes), abs=1)
-    assert len(splits.val) == pytest.approx(0.05 * len(codes), abs=1)
+    assert len(splits.val) == pytest.approx(0.05 * 0.9 * len(codes), abs=1)
     assert workload.steps_per_epoch(splits.train, 128) == len(splits.train) // 12_800
     x, y = next(iter(workload.train_batches(splits.train, 8, torch.Generator().manual_seed(0))))
     assert x.shape == y.shape == (8, 100) and torch.equal(x[:, 1:], y[:, :-1])
@@ -184,7 +269,7 @@ def test_warpeace_splits_are_contiguous(bench_data_dir: Path) -> None:
 @pytest.mark.slow
 def test_lstm_bpc_falls_with_adam(bench_data_dir: Path) -> None:
     workload = get_workload("warpeace-lstm")
-    splits = workload.load_data("cpu", 0)
+    splits = workload.load_data("cpu", 0, workload.search_holdout)
     val = head(splits.val, 20_001)
     torch.manual_seed(0)
     model = workload.build_model()
@@ -229,9 +314,9 @@ def test_on_the_gpu(bench_data_dir: Path, name: str) -> None:
     """Data, batches (CUDA generator), augmentation and evaluation all stay on the device; the
     split is the CPU's."""
     workload = get_workload(name)
-    splits = workload.load_data(torch.device("cuda"), 0)
+    splits = workload.load_data(torch.device("cuda"), 0, workload.search_holdout)
     assert all(s.x.is_cuda for s in (splits.train, splits.val, splits.test))
-    on_cpu = workload.load_data("cpu", 0)
+    on_cpu = workload.load_data("cpu", 0, workload.search_holdout)
     # The same split (labels exactly); pixels normalised on the GPU may differ by rounding.
     if on_cpu.val.y is not None:  # text splits hold codes only
         assert torch.equal(splits.val.y.cpu(), on_cpu.val.y)
