@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.record import RunResult
-from bench.report import figures, tables
+from bench.report import claims, figures, tables
 from bench.report import structure as st
 from bench.report.frame import done, runs_frame
 
@@ -88,6 +88,7 @@ def write_report(
     _header(report, frame, title, source, command, suite)
     if not frame.empty:
         _methods_section(report, frame)
+        _claims_section(report, frame)
         _sensitivity_section(report, frame)
         _overhead_section(report, frame)
         _budget_section(report, frame)
@@ -141,10 +142,41 @@ def _methods_section(report: Report, frame: pd.DataFrame) -> None:
         "Grouped by base optimizer as in Table 1 of Chandra et al. (2022); mean ± sd over seeds "
         "(`runs`: results, then runs that are not). Learned values are the final level-0 "
         "hyperparameters (mean over seeds); *italic* rows re-run the plain optimizer with the "
-        "row's learned values. The `published` column is left for the paper's numbers.",
+        "row's learned values. The `published` column holds what the papers published for the "
+        "row (`bench/published/*.toml`, with where each number is from); `not read`: the paper "
+        "has the row, but its number could not be read from any source reachable when the data "
+        "was written (it is absent from the data, never guessed).",
     )
     for setting, runs in frame.groupby("setting", sort=True):
         report.add(f"### {setting}\n\n" + tables.method_table(runs))
+
+
+def _claims_section(report: Report, frame: pd.DataFrame) -> None:
+    rows = claims.evaluate(frame)
+    counts = claims.rerun_counts(frame)
+    if not rows and not any(c.impossible or c.reruns_stored for c in counts):
+        return
+    report.add("## Claims of the papers")
+    if rows:
+        report.add(
+            "Each claim the papers make about these experiments, checked on the runs above "
+            "(`bench/report/claims.py`; the claims are data in `bench/published/*.toml`). "
+            "Δ is the difference in units of the combined standard deviation. Rules: "
+            + claims.RULES,
+            tables.claims_table(rows),
+        )
+        report.add(tables.claims_summary(rows))
+        sources = tables.claims_sources(rows)
+        if sources:
+            report.add("Sources of the claims:\n\n" + sources)
+    unread = tables.unread_published(rows)
+    if unread:
+        report.add(unread)
+    if any(c.impossible or c.reruns_stored for c in counts):
+        report.add("Plain re-runs with the learned values, per hyperoptimized row: a re-run "
+                   "cannot be made where a learned value is invalid for the plain optimizer (a "
+                   "step size that ended ≤ 0); that is a finding of its own.",
+                   tables.rerun_count_table(counts))
 
 
 def _sensitivity_section(report: Report, frame: pd.DataFrame) -> None:
@@ -157,9 +189,26 @@ def _sensitivity_section(report: Report, frame: pd.DataFrame) -> None:
         "spread is taken over the per-α₀ means across seeds; diverged runs have no final error "
         "and are counted in `runs` (and drawn as × in the figure).",
     )
-    report.figure(figures.sensitivity_figure(lines, report.out / "sensitivity.png"),
+    points = figures.published_points(lines)
+    unread = [f for f in _shown_figures(lines) if not f.points]
+    if len(points):
+        report.add(f"Hollow diamonds: {len(points)} points read from the papers' figures, with "
+                   "the precision of that reading as error bars (`bench/published/`).")
+    for figure in unread:
+        report.add(f"The paper's figure ({figure.title}) could not be read: {figure.note}; "
+                   "none of its points are drawn.")
+    report.figure(figures.sensitivity_figure(lines, report.out / "sensitivity.png", points),
                   "final test error against initial step size")
     report.add(tables.spread_table(lines))
+
+
+def _shown_figures(lines: pd.DataFrame) -> list:
+    """The papers' sensitivity-like figures (a grid of initial step sizes) for these lines'
+    workloads."""
+    from bench import published as pub
+
+    workloads = set(lines["workload"])
+    return [f for p in pub.papers() for f in p.figures if f.grid and f.workload in workloads]
 
 
 def _overhead_section(report: Report, frame: pd.DataFrame) -> None:

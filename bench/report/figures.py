@@ -59,8 +59,41 @@ def _line_label(runs: pd.DataFrame) -> str:
 # ---------------------------------------------------------------- sensitivity
 
 
-def sensitivity_figure(lines: pd.DataFrame, path: Path) -> Path:
-    """Final test error against initial step size, a line per tower, a band over seeds."""
+def published_points(lines: pd.DataFrame, papers: tuple | None = None) -> pd.DataFrame:
+    """The points the papers' figures publish for these lines' settings (``bench.published``).
+
+    Columns: setting, base, height, lr0, score, precision, label, figure. A figure's points are
+    taken for a setting of its workload and metric; each series' spec (its ``{lr}`` filled with
+    the point's x) gives the base optimizer and the height the point belongs to.
+    """
+    from bench import published as pub
+
+    papers = pub.papers() if papers is None else papers
+    columns = ["setting", "base", "height", "lr0", "score", "precision", "label", "figure"]
+    rows = []
+    settings = lines.groupby("setting")[["workload", "metric"]].first()
+    for paper in papers:
+        for figure in paper.figures:
+            series = {s.label: s for s in figure.series}
+            for setting, (workload, metric) in settings.iterrows():
+                if figure.workload != workload or figure.metric != metric:
+                    continue
+                for point in figure.points:
+                    info = st.method_info(pub.canonical(pub.fill(series[point.series].method,
+                                                                 point.x)))
+                    rows.append([setting, info.base, info.height, point.x, point.y,
+                                 figure.precision, f"{paper.cite}: {point.series}", figure.key])
+    return pd.DataFrame(rows, columns=columns)
+
+
+def sensitivity_figure(lines: pd.DataFrame, path: Path,
+                       published: pd.DataFrame | None = None) -> Path:
+    """Final test error against initial step size, a line per tower, a band over seeds.
+
+    ``published``: points of the papers' figures (``published_points``), drawn as hollow
+    diamonds with their reading precision as error bars, in the colour of our line of the same
+    height.
+    """
     _theme()
     panels = sorted(lines.groupby(["setting", "base"]),
                     key=lambda kv: (kv[0][0], _base_order(kv[0][1])))
@@ -80,6 +113,11 @@ def sensitivity_figure(lines: pd.DataFrame, path: Path) -> Path:
                              errorbar="sd", label=labels[template])
             _mark_diverged(ax, runs[(runs["template"] == template)
                                     & (runs["status"] != "done")], color)
+        if published is not None and len(published):
+            heights = {st.method_info(runs[runs["template"] == t]["method"].iloc[0]).height: c
+                       for c, t in zip(palette, order, strict=True)}
+            _published(ax, published[(published["setting"] == setting)
+                                     & (published["base"] == base)], heights)
         ax.set_xscale("log")
         values = ok["score"]
         if metric == "error" and len(values) and values.max() / max(values.min(), 1e-9) > 20:
@@ -92,6 +130,16 @@ def sensitivity_figure(lines: pd.DataFrame, path: Path) -> Path:
                   frameon=False)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def _published(ax: plt.Axes, points: pd.DataFrame, colors: dict) -> None:
+    """The papers' points: hollow diamonds, error bars of the reading precision."""
+    for (label, height), group in points.groupby(["label", "height"], sort=True):
+        color = colors.get(height, "black")
+        yerr = group["precision"].fillna(0).to_numpy()
+        ax.errorbar(group["lr0"], group["score"], yerr=yerr, fmt="D", mfc="none", mec=color,
+                    ecolor=color, ms=7, mew=1.5, capsize=3, lw=1,
+                    label=f"published: {label} (± reading precision)")
 
 
 def _mark_diverged(ax: plt.Axes, bad: pd.DataFrame, color: tuple) -> None:

@@ -117,10 +117,18 @@ def method_table(frame: pd.DataFrame) -> str:
 
     A row per method, grouped by base optimizer (the group named on its first row), test error
     mean ± std over seeds with their number, the final learned values, re-runs of the plain
-    optimizer with a row's learned values in italics under that row, and an empty column for the
-    published numbers.
+    optimizer with a row's learned values in italics under that row, and what the papers
+    published for the row (``bench.published``: the number and where it is from, ``not read``
+    where the paper has the row but its number could not be read, empty where it has none).
     """
+    from bench.published import published_cells
+
     metric = frame["metric"].iloc[0]
+    workload = str(frame["workload"].iloc[0])
+
+    def published(method: str, parent: str | None = None) -> str:
+        return "; ".join(published_cells(workload, method, parent=parent))
+
     parents = dict(zip(frame["run_id"], frame["method"], strict=True))
     reruns = frame[frame["parent"].notna()].copy()
     reruns["parent_method"] = reruns["parent"].map(lambda p: parents.get(p, p))
@@ -134,11 +142,13 @@ def method_table(frame: pd.DataFrame) -> str:
         label = group if group != last_group else ""
         last_group = group
         hyper = learned_values(runs) if _learns(info) else ""
-        rows.append([label, method, mean_std(done(runs)["score"]), count_cell(runs), hyper, ""])
+        rows.append([label, method, mean_std(done(runs)["score"]), count_cell(runs), hyper,
+                     published(method)])
         for base, rerun in reruns[reruns["parent_method"] == method].groupby("base"):
             text = f"*{base} re-run with these values*"
             cells = [mean_std(done(rerun)["score"]), count_cell(rerun)]
-            rows.append(["", text, *(f"*{c}*" for c in cells), "", ""])
+            cell = published(str(rerun["method"].iloc[0]), parent=method)
+            rows.append(["", text, *(f"*{c}*" for c in cells), "", cell and f"*{cell}*"])
     orphans = reruns[~reruns["parent_method"].isin(frame["method"])]
     for method, runs in orphans.groupby("method"):
         rows.append(["", f"*{method} (re-run; parent missing)*", mean_std(done(runs)["score"]),
@@ -429,3 +439,92 @@ def _first_match(result: Any, target: float, metric: str) -> tuple[float, float]
         if value is not None and better(value, target, metric):
             return float(p.get("cost_steps", np.nan)), float(p.get("cost_seconds", np.nan))
     return None
+
+
+# ---------------------------------------------------------------- claims of the papers
+
+
+def _claim_numbers(rows: Sequence[Any]) -> dict[tuple[str, str], int]:
+    """A number per claim (paper, key), in the order the rows first name it."""
+    numbers: dict[tuple[str, str], int] = {}
+    for row in rows:
+        numbers.setdefault((row.claim.paper, row.claim.key), len(numbers) + 1)
+    return numbers
+
+
+def claims_table(rows: Sequence[Any]) -> str:
+    """The checked claims (``bench.report.claims.ClaimRow``): a row per claim and setting."""
+    numbers = _claim_numbers(rows)
+    table = []
+    for r in rows:
+        verdict = r.verdict if r.verdict != "not reproduced" else "**not reproduced**"
+        table.append([f"[{numbers[(r.claim.paper, r.claim.key)]}]", r.setting, r.text,
+                      r.published, r.ours, "—" if r.sigmas is None else f"{r.sigmas:+.1f}",
+                      verdict, r.why])
+    return markdown(table, ["#", "workload", "claim", "published", "ours (mean ± sd, n)",
+                            "Δ (combined sd)", "verdict", "why"])
+
+
+def claims_sources(rows: Sequence[Any]) -> str:
+    """Where each claim is from, numbered as in ``claims_table``."""
+    numbers = _claim_numbers(rows)
+    seen = {}
+    for r in rows:
+        seen.setdefault((r.claim.paper, r.claim.key), r.claim)
+    return "\n".join(f"[{numbers[k]}] {c.paper}: {c.source}" for k, c in seen.items())
+
+
+def claims_summary(rows: Sequence[Any]) -> str:
+    """Counts by verdict, and in plain words each claim that did not hold here."""
+    counts = {v: sum(r.verdict == v for r in rows)
+              for v in ("reproduced", "not reproduced", "not run")}
+    text = (f"**{counts['reproduced']} reproduced, {counts['not reproduced']} not reproduced, "
+            f"{counts['not run']} not run.**")
+    failed = [r for r in rows if r.verdict == "not reproduced"]
+    if failed:
+        text += "\n\nWhere a published claim does not hold on these runs:\n\n" + "\n".join(
+            f"- {r.setting}: *{r.text}* does not hold here: {r.why}." for r in failed)
+    return text
+
+
+def unread_published(rows: Sequence[Any]) -> str | None:
+    """What the papers publish for the shown experiments that could not be read (so the
+    report can say it was not compared)."""
+    from bench import published as pub
+
+    workloads = {r.claim.workload for r in rows}
+    papers = {r.claim.paper for r in rows}
+    experiments = {r.claim.experiment for r in rows}
+    lines = []
+    for paper in pub.papers():
+        if paper.key not in papers:
+            continue
+        table = paper.table
+        if table is not None and table.workload in workloads and "table1" in experiments:
+            rows_unread = [r for r in table.rows if not r.value.known]
+            reruns_unread = [r for r in table.reruns if not r.value.known]
+            if rows_unread or reruns_unread:
+                lines.append(
+                    f"- {paper.cite}, {table.where.split(' (')[0]}: {len(rows_unread)} of "
+                    f"{len(table.rows)} rows and {len(reruns_unread)} of the re-run rows have no "
+                    f"number that could be read ({_reason(rows_unread or reruns_unread)}); "
+                    "they are not compared.")
+        for figure in paper.figures:
+            if figure.key in experiments and figure.workload in workloads and not figure.points:
+                lines.append(f"- {paper.cite}, {figure.title}: "
+                             f"{figure.note.removeprefix('not read: ')}.")
+    if not lines:
+        return None
+    return "Published numbers that could not be read (`bench/published/`):\n\n" + "\n".join(lines)
+
+
+def _reason(items: Sequence[Any]) -> str:
+    return items[0].value.note.removeprefix("not read: ") if items else ""
+
+
+def rerun_count_table(counts: Sequence[Any]) -> str:
+    """Per hyperoptimized row: finished parents, re-runs stored, re-runs that cannot be made."""
+    rows = [[c.setting, c.parent, c.parents_done, c.reruns_stored, c.impossible,
+             "; ".join(c.reasons) or "—"] for c in counts]
+    return markdown(rows, ["workload", "hyperoptimized row", "finished seeds", "re-runs done",
+                           "re-runs that cannot be made", "why"])
