@@ -29,17 +29,40 @@ This is the order of the reference implementation (Chandra et al.'s ``gdtuo``), 
 reproduces: every level steps at every step, the first with zero hypergradients.
 
 Raw values and their parametrisations follow the paper: :math:`\beta_1, \beta_2, \gamma` through
-:math:`(\tanh x + 1)/2`, RMSProp's step size stored as its square root. The learned values (not the
-raw ones) live in ``param_groups`` as tensors (0-d, or 1-d for a step size per tensor), so that
-what reads or writes ``group["lr"]`` (a scheduler, a logger, a checkpoint) sees the value in use;
-a value written there from outside (replaced, or filled in place as ``LRScheduler`` does) is taken
-up at the next ``step()``.
+:math:`(\tanh x + 1)/2`, RMSProp's step size stored as its square root.
+
+Schedulers and learned values (the decision). At level 0, where schedulers and users write,
+``group["lr"]`` is *the schedule*: the tower never overwrites it, and the step size in use is
+
+.. math::
+    \alpha_{\text{used}} = s\,\alpha_{\text{learned}}, \qquad
+    s = \texttt{group["lr"]} / \texttt{group["lr\_base"]}
+
+with ``lr_base`` the group's ``lr`` when the tower was built (or loaded from a ``torch.optim``
+state dict). So any scheduler acts on a tower exactly as on ``torch.optim``, as a factor on the
+step size, and the level above goes on learning :math:`\alpha_{\text{learned}}` through it (its
+hypergradient is :math:`s` times that of :math:`\alpha_{\text{used}}`): chainable ones
+(StepLR, CosineAnnealingLR, LinearLR, ReduceLROnPlateau multiply ``group["lr"]``) and absolute
+ones (LambdaLR, OneCycleLR, SequentialLR at its milestones, timm's and Hugging Face's schedules
+write ``initial_lr * factor``) alike, with no guess at which kind wrote; a constant schedule (the
+HF ``Trainer``'s default for ``optimizers=(tower, None)``) changes nothing. Without a scheduler
+:math:`s = 1` and the numbers are the reference's. ``hyperparameters()`` reports the learned
+values, ``step_sizes()`` the steps in use. A tower that does not learn its step size (height 0,
+or ``learn=`` without ``lr``) uses ``group["lr"]`` as ``torch.optim`` does.
+
+The other learned values (betas, momentum, gamma; and every value above level 0) live in
+``param_groups`` as the values in use (floats on the CPU, 0-d tensors on an accelerator); a value
+written there from outside (replaced, or filled in place) replaces the learned one at the next
+``step()``; one overwritten before every step (OneCycleLR's ``cycle_momentum``) is warned about
+once, since nothing of it is then learned. ``state_dict()`` saves the param groups as they are
+(writes since the last step included) and ``load_state_dict()`` takes them up as given.
 """
 
 from __future__ import annotations
 
 import math
 import operator
+import warnings
 from array import array
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -493,6 +516,11 @@ class Tower(torch.optim.Optimizer):
         self._state_lists: dict[int, tuple[Any, list[Tensor], list[dict[str, Any]]]] = {}
         self._slots: dict[str, _Slot] = {}
         self._upper: UpperGraph | None = None  # level 0 on CUDA: the levels above, as a graph
+        self._lr_scaled = False  # level 0 learns lr: group["lr"] is the schedule (see _scale_of)
+        self._scales: list[Any] = []  # per group, the schedule's scale at the last update
+        self._streaks: dict[tuple[int, str], tuple[int, int]] = {}  # outside writes, step after
+        self._syncs = 0  # step
+        self._warned_overwrite = False
         self._bound = params is not None
         if params is None:
             return
@@ -615,6 +643,11 @@ class Tower(torch.optim.Optimizer):
         self._names = frozenset(self._slots)
         self._elementwise = self._level > 0 and any(s.per == "tensor" for s in self._slot_list)
         self._plan = self._parametrisation_plan(raw)
+        self._lr_scaled = self._level == 0 and "lr" in self._slots
+        if self._lr_scaled:
+            for group in self.param_groups:
+                group["lr_base"] = as_number(group["lr"], "lr", self.name)
+        self._scales = [1.0] * len(self.param_groups)
         assert self._hyper_spec is not None
         self.hyper = self._hyper_spec._bind([raw], self._level + 1)
         self._refresh()
@@ -669,7 +702,8 @@ class Tower(torch.optim.Optimizer):
                     else:
                         value = self._values[a:b]  # type: ignore[index]
                     shared[s.name, a] = value
-                self._put(group, s.name, value)
+                if not (self._lr_scaled and s.name == "lr"):  # level 0's lr: the schedule's
+                    self._put(group, s.name, value)
                 if cpu and s.per == "tensor" and self._level == 0:
                     used[s.name] = self._numbers[a:b]  # type: ignore[index]
                 else:
@@ -677,7 +711,7 @@ class Tower(torch.optim.Optimizer):
             self._used.append(used)
             self._written.append({n: (self._get(group, n), getattr(self._get(group, n),
                                                                    "_version", -1))
-                                  for n in used})
+                                  for n in used if not (self._lr_scaled and n == "lr")})
 
     def _parametrisation_plan(self, raw: Tensor) -> tuple[Tensor, list[Any]]:
         """For :meth:`_forward`: the constant derivative of identity slots (ones), and each
@@ -724,11 +758,16 @@ class Tower(torch.optim.Optimizer):
         raw = self._raw
         assert raw is not None
         written = False
+        self._syncs += 1
         for gi, group in enumerate(self.param_groups):
             for name, (obj, version) in self._written[gi].items():
                 current = self._get(group, name)
                 if current is obj and getattr(current, "_version", -1) == version:
                     continue
+                if (not isinstance(current, Tensor) and not isinstance(obj, Tensor)
+                        and current == obj):
+                    continue  # the same number again (a scheduler restating it, a copy)
+                self._note_overwrite(gi, name)
                 s = self._slots[name]
                 a, b = self._slot_range(s, gi, group)
                 value = torch.as_tensor(current, dtype=raw.dtype, device=raw.device).detach()
@@ -736,6 +775,34 @@ class Tower(torch.optim.Optimizer):
                 self._written[gi][name] = (current, -2)  # re-read only if written again
                 written = True
         return written
+
+    _STREAK = 3
+    """Steps in a row with an outside write to a learned value before the warning."""
+
+    def _note_overwrite(self, gi: int, name: str) -> None:
+        """Count outside writes to a learned value step after step; warn once per level when
+        one is overwritten at every step (nothing it learns survives)."""
+        key = (gi, name)
+        last, n = self._streaks.get(key, (-1, 0))
+        n = n + 1 if last == self._syncs - 1 else 1
+        self._streaks[key] = (self._syncs, n)
+        if n == self._STREAK and not self._warned_overwrite:
+            self._warned_overwrite = True
+            warnings.warn(
+                f"hypergrad: {self.name} (level {self._level}): the learned {name} of param "
+                f"group {gi} was overwritten from outside before each of the last {n} steps "
+                "(a scheduler that sets it, such as OneCycleLR or CyclicLR with "
+                "cycle_momentum=True?), so the level above learns nothing of it: stop the "
+                f"writes (cycle_momentum=False) or leave {name} out of learn=",
+                RuntimeWarning, stacklevel=4)
+
+    def _scale_of(self, group: dict[str, Any]) -> Any:
+        """The schedule's factor of a group's learned step size: ``group["lr"] /
+        group["lr_base"]`` (1 until a scheduler or the user writes ``group["lr"]``)."""
+        lr, base = group["lr"], group["lr_base"]
+        if lr is base or (not isinstance(lr, Tensor) and lr == base):
+            return 1.0
+        return lr / base
 
     def _hparams(self, gi: int, group: dict[str, Any]) -> dict[str, Any]:
         """The hyperparameters of group ``gi`` for an update: learned values used at the last
@@ -832,11 +899,15 @@ class Tower(torch.optim.Optimizer):
                 for p in group["params"]:
                     if p.grad is None and p in self.state:
                         self.state[p]["hg_valid"] = False
+            if self._lr_scaled:
+                self._scales[gi] = self._scale_of(group)
             if not kept:
                 continue
             if any(g.is_sparse for g in grads):
                 raise HypergradError(f"{self.name}: sparse gradients are not supported")
             hp = self._hparams(gi, group)
+            if self._lr_scaled and not _is_one(self._scales[gi]):
+                hp["lr"] = _scaled(hp["lr"], self._scales[gi])
             self._step_group(hp, params, grads, states, self._lrs(hp, kept), learned,
                              flat=self._flat(gi, group, params, grads, states))
             if learned:
@@ -882,11 +953,16 @@ class Tower(torch.optim.Optimizer):
             if not valid:
                 continue
             hp = self._hparams(gi, group)
+            lr_scale = self._scales[gi] if self._lr_scaled else 1.0
+            if not _is_one(lr_scale):  # the last update used lr_scale * the learned value
+                hp["lr"] = _scaled(hp["lr"], lr_scale)
             contributions = self._vjp(hp, params, grads, states, self._lrs(hp, valid),
                                       self._names, inner,
                                       flat=self._flat(gi, group, params, grads, states))
             for name, (values, scale) in contributions.items():
                 s = self._slots[name]
+                if name == "lr" and not _is_one(lr_scale):
+                    values = [v * lr_scale for v in values]
                 scales[name] = scale
                 if s.per == "tensor" and self._level == 0:
                     a = s.start + self._tensor_offsets[gi]
@@ -1082,6 +1158,23 @@ class Tower(torch.optim.Optimizer):
             n += vector.numel()
         return {key: numbers[offsets[id(level)] + j] for key, level, j in keys}
 
+    def step_sizes(self) -> list[Any]:
+        """The step size each param group of this level uses at the next step, as floats (a list
+        per group when one is learned per tensor): ``group["lr"]`` for a plain optimizer, the
+        learned value times the schedule's scale ``group["lr"] / group["lr_base"]`` for a
+        level whose step size is learned (at most one device sync)."""
+        if not self._lr_scaled:
+            return [_as_float(g["lr"]) for g in self.param_groups]
+        out = []
+        for gi, group in enumerate(self.param_groups):
+            scale = _as_float(self._scale_of(group))
+            lr = self._used[gi]["lr"]
+            if isinstance(lr, Tensor) and lr.dim():
+                lr = lr.tolist()
+            out.append([_as_float(x) * scale for x in lr] if isinstance(lr, list)
+                       else _as_float(lr) * scale)
+        return out
+
     @classmethod
     def _spec_defaults(cls) -> dict[str, Any]:
         import inspect
@@ -1128,6 +1221,9 @@ class Tower(torch.optim.Optimizer):
         # torch.optim keeps only defaults, state and param_groups: a tower is more than that
         state = self.__dict__.copy()
         state["_upper"] = None  # a CUDA graph is not copied: a copy captures its own
+        # Views of the parameters and flat buffers made under no_grad are rebuilt by the copy
+        # when first used (copying them would make views that autograd refuses to write).
+        state["_flat_stores"], state["_flats"], state["_state_lists"] = {}, {}, {}
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -1135,6 +1231,12 @@ class Tower(torch.optim.Optimizer):
             self.__dict__.update(state)  # an unbound level: no torch.optim machinery to restore
             return
         super().__setstate__(state)
+        # A copy's tensors start at version 0: what was published is still what was published.
+        for written, group in zip(self.__dict__.get("_written", ()), self.param_groups,
+                                  strict=False):
+            for name, (obj, _) in list(written.items()):
+                if self._get(group, name) is obj:
+                    written[name] = (obj, getattr(obj, "_version", -1))
 
     def __repr__(self) -> str:
         if not self._bound:
@@ -1143,38 +1245,124 @@ class Tower(torch.optim.Optimizer):
 
     def state_dict(self) -> dict[str, Any]:
         """``torch.optim``'s state dict, plus, when a level above learns, ``"hypergrad"``: the raw
-        hyperparameters and the state dict of the level above (recursively)."""
+        hyperparameters of the last update, the schedule's scale of each group at that update
+        and the state dict of the level above (recursively).
+
+        The param groups are saved as they are now: a value a scheduler or the user wrote since
+        the last step is in them (level 0's ``lr`` is the schedule's value, never overwritten by
+        the tower), and :meth:`load_state_dict` takes it up at the next step as the
+        uninterrupted run does.
+        """
         out = super().state_dict()
         if self._raw is not None:
             assert self.hyper is not None
             out["hypergrad"] = {"raw": self._raw.detach().clone(),
+                                "scales": [s.clone() if isinstance(s, Tensor) else s
+                                           for s in self._scales],
+                                "published": [{n: _copy_value(v) for n, (v, _) in w.items()}
+                                              for w in self._written],
                                 "hyper": self.hyper.state_dict()}
         return out
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load a state dict of this tower, of ``torch.optim``'s optimizer of the same family, or
+        of a hypergrad optimizer of this family at height 0.
+
+        The param groups are honoured as given: a hyperparameter edited in the state dict is
+        the one in force after the load (a learned one is taken up at the next step, as a write
+        into ``param_groups``). Without a ``"hypergrad"`` entry (a ``torch.optim`` state dict), a
+        tower that learns starts its learned values from the saved param groups, and its levels
+        above keep their state. Keys the saved groups lack (``torch.optim`` has no ``v0``) keep
+        this optimizer's values.
+
+        Raises:
+            HypergradError: the state dict learns hyperparameters this optimizer does not learn
+                (a taller tower's), or another number of them.
+        """
         hyper = state_dict.get("hypergrad")
-        if (hyper is None) != (self._raw is None):
+        if hyper is not None and self._raw is None:
             raise HypergradError(
                 f"{self.name}: the state dict is from a tower of another height (this level "
-                f"{'learns' if self._raw is not None else 'learns nothing'}, the saved one "
-                f"{'learns' if hyper is not None else 'learns nothing'})"
+                "learns nothing, the saved one learns); load it into a tower of the same spec"
             )
-        super().load_state_dict({k: v for k, v in state_dict.items() if k != "hypergrad"})
+        if hyper is not None:
+            assert self._raw is not None
+            if hyper["raw"].shape != self._raw.shape:
+                raise HypergradError(
+                    f"{self.name}: the state dict learns {hyper['raw'].numel()} hyperparameters, "
+                    f"this tower {self._raw.numel()}; load it into a tower of the same spec and "
+                    "param groups"
+                )
+        saved_groups = state_dict["param_groups"]
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError("loaded state dict has a different number of parameter groups")
+        groups = []
+        for mine, saved in zip(self.param_groups, saved_groups, strict=True):
+            group = {k: v for k, v in mine.items() if k not in ("params", "lr_base")}
+            group.update(self._from_torch_group(saved))
+            if self._lr_scaled and "lr_base" not in group:
+                group["lr_base"] = as_number(group["lr"], "lr", self.name)
+            groups.append(group)
+        plain = {k: v for k, v in state_dict.items() if k not in ("hypergrad", "param_groups")}
+        super().load_state_dict({**plain, "param_groups": groups})
         self._flat_stores.clear()  # the states hold new tensors: made flat again when used
         self._state_lists.clear()
         if self._upper is not None:
             self._upper.drop()  # it reads the tensors the states held
         self._steps_as_saved_by_this_path()
+        if self._raw is None:
+            return
+        assert self.hyper is not None
+        given = [{n: self._get(g, n) for n in self._slots if not (self._lr_scaled and n == "lr")}
+                 for g in self.param_groups]
+        published = [{} for _ in self.param_groups]
         if hyper is not None:
-            assert self._raw is not None and self.hyper is not None
-            if hyper["raw"].shape != self._raw.shape:
-                raise HypergradError(
-                    f"{self.name}: the state dict learns {hyper['raw'].numel()} hyperparameters, "
-                    f"this tower {self._raw.numel()}"
-                )
             self._raw.copy_(hyper["raw"])
+            scales = hyper.get("scales")
+            self._scales = (list(scales) if scales is not None
+                            and len(scales) == len(self.param_groups)
+                            else [1.0] * len(self.param_groups))
+            if len(hyper.get("published", ())) == len(self.param_groups):
+                published = hyper["published"]
             self.hyper.load_state_dict(hyper["hyper"])
-            self._refresh()
+        else:  # torch.optim's state dict: the learned values start from its param groups
+            self._raw.copy_(self._raw_from_groups())
+            self._scales = [1.0] * len(self.param_groups)
+        self._refresh()
+        for group, values, before in zip(self.param_groups, given, published, strict=True):
+            for name, value in values.items():
+                if name in before and not _same_value(value, before[name]):
+                    self._put(group, name, value)  # written after the save's last step: taken
+                    # up at the next step, as the uninterrupted run does
+
+    def _from_torch_group(self, saved: dict[str, Any]) -> dict[str, Any]:
+        """A saved param group as this family keeps it (families map torch's names)."""
+        return dict(saved)
+
+    def _raw_from_groups(self) -> Tensor:
+        """The raw vector of the learned values the param groups hold now (``_attach_hyper``'s
+        layout)."""
+        raw = self._raw
+        assert raw is not None
+        pieces = []
+        for s in self._slot_list:
+            if s.name == "lr" and self._lr_scaled:
+                given = [as_number(g["lr"], "lr", self.name) for g in self.param_groups]
+            else:
+                given = [self._get(g, s.name) for g in self.param_groups]
+            if s.per == "optimizer":
+                vals: list[Any] = given[:1]
+            elif s.per == "group":
+                vals = given
+            elif self._level == 0 and not isinstance(given[0], (Tensor, list)):
+                vals = [v for g, v in zip(self.param_groups, given, strict=True)
+                        for _ in range(self._tensor_count(g))]
+            else:
+                vals = [given[0]]
+            value = torch.cat([torch.as_tensor(v, dtype=raw.dtype, device=raw.device)
+                               .detach().reshape(-1) for v in vals])
+            pieces.append(s.param.inverse(value))
+        return torch.cat(pieces)
 
     def memory_bytes(self) -> int:
         """Bytes of the tensors the tower holds (every level's state, traces and hyperparameters;
@@ -1207,6 +1395,37 @@ class Tower(torch.optim.Optimizer):
                 add([level._raw, level._raw.grad, level._values, level._dval])
                 add([v for used in level._used for v in used.values()])
         return total
+
+
+def _as_float(x: Any) -> float:
+    return float(x.item()) if isinstance(x, Tensor) else float(x)
+
+
+def _copy_value(value: Any) -> Any:
+    return value.detach().clone() if isinstance(value, Tensor) else value
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    """Whether two hyperparameter values (numbers or tensors) are equal (may sync: not for the
+    step)."""
+    if a is b:
+        return True
+    if isinstance(a, Tensor) or isinstance(b, Tensor):
+        a, b = torch.as_tensor(a), torch.as_tensor(b)
+        return a.shape == b.shape and torch.equal(a.to(b.device, b.dtype), b)
+    return a == b
+
+
+def _is_one(scale: Any) -> bool:
+    return not isinstance(scale, Tensor) and scale == 1.0
+
+
+def _scaled(lr: Any, scale: Any) -> Any:
+    """A learned step size (a number, a tensor, or per tensor a list of numbers) times the
+    schedule's scale."""
+    if isinstance(lr, list):
+        return [x * scale for x in lr]
+    return lr * scale
 
 
 def _steps_on_device(states: list[dict[str, Any]], params: list[Tensor]) -> None:

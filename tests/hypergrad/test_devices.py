@@ -109,14 +109,24 @@ def test_resume_is_bit_identical(spec, device):
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_param_groups_hold_tensors_and_schedulers_write_them(device):
+    """Learned values other than level 0's step size are tensors in param_groups; level 0's
+    ``lr`` is the schedule's number, which a scheduler scales the learned step size by."""
     model = torch.nn.Linear(4, 2).to(device)
     opt = hypergrad.tower("adam(0.1)/sgd(1e-9)", model.parameters())
-    assert isinstance(opt.param_groups[0]["lr"], torch.Tensor)
+    assert opt.param_groups[0]["lr"] == 0.1 and opt.param_groups[0]["lr_base"] == 0.1
     assert all(isinstance(b, torch.Tensor) for b in opt.param_groups[0]["betas"])
-    torch.optim.lr_scheduler.LambdaLR(opt, lambda epoch: 0.5)  # fills the tensor in place
+    torch.optim.lr_scheduler.LambdaLR(opt, lambda epoch: 0.5)  # the schedule: lr = 0.05
+    before = model.weight.detach().clone()
     model(torch.randn(3, 4, device=device)).sum().backward()
     opt.step()
-    assert opt.hyperparameters()["0.lr"] == pytest.approx(0.05, rel=1e-6)
+    assert opt.hyperparameters()["0.lr"] == pytest.approx(0.1, rel=1e-6)  # learned: kept
+    # Adam's first step moves each weight by lr * sign(g): the value in use is 0.5 * 0.1
+    torch.testing.assert_close((before - model.weight).abs(), torch.full_like(before, 0.05))
+    opt.param_groups[0]["betas"][0].fill_(0.8)  # a learned value written in place
+    opt.zero_grad()
+    model(torch.randn(3, 4, device=device)).sum().backward()
+    opt.step()
+    assert opt.hyperparameters()["0.beta1"] == pytest.approx(0.8, rel=1e-5)
     values = opt.hyperparameters()
     tensors = opt.hyperparameter_tensors()
     assert values == {k: t.item() for k, t in tensors.items()}

@@ -77,12 +77,15 @@ def test_changes_from_outside_drop_the_graph():
 
     both(5)
     assert opt._upper.graph is not None
-    lr = opt.hyperparameters()["0.lr"]
     for o in (opt, eager):
-        torch.optim.lr_scheduler.LambdaLR(o, lambda epoch: 0.5)  # fills 0.lr in place
+        torch.optim.lr_scheduler.LambdaLR(o, lambda epoch: 0.5)  # the schedule: no value moved
+    both(1)
+    assert opt._upper.graph is not None
+    for o in (opt, eager):
+        o.param_groups[0]["betas"][0].fill_(0.8)  # a learned value, filled in place
     both(1)
     assert opt._upper.graph is None  # taken up eagerly...
-    assert opt.hyperparameters()["0.lr"] == pytest.approx(lr / 2, rel=0.05)
+    assert opt.hyperparameters()["0.beta1"] == pytest.approx(0.8, rel=0.05)
     both(4)
     assert opt._upper.graph is not None  # ...and captured again once warm
     for o in (opt, eager):

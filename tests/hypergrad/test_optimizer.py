@@ -84,11 +84,13 @@ def test_deepcopy_and_pickle_make_independent_twins(spec):
         assert helpers.run_tower(twin_opt, twin_model, _batches(3, seed=1), 3) == straight
 
 
-def test_load_state_dict_of_another_height_fails():
+def test_load_state_dict_of_a_taller_tower_fails():
+    """A tower's learned values cannot go into an optimizer that learns none (the other way,
+    a height-0 state dict starts a tower's learned values: test_contract.py)."""
     model = torch.nn.Linear(3, 2)
-    saved = hypergrad.tower("sgd(0.1)", model.parameters()).state_dict()
+    saved = hypergrad.tower("sgd(0.1)/sgd(1e-3)", model.parameters()).state_dict()
     with pytest.raises(hypergrad.HypergradError, match="another height"):
-        hypergrad.tower("sgd(0.1)/sgd(1e-3)", model.parameters()).load_state_dict(saved)
+        hypergrad.tower("sgd(0.1)", model.parameters()).load_state_dict(saved)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -224,20 +226,21 @@ def test_bfloat16_autocast_with_scaler_runs():
     assert all(math.isfinite(v) for v in opt.hyperparameters().values())
 
 
-def test_scheduler_and_direct_writes_set_the_learned_value():
-    """``LRScheduler`` fills ``group["lr"]`` in place, a user may assign it: the tower continues
-    from the written value (the first step's hypergradient is zero, so it is kept exactly)."""
+def test_scheduler_and_direct_writes_scale_the_learned_step_size():
+    """``LRScheduler`` writes ``group["lr"]``, a user may assign it: at level 0 of a tower that is
+    the schedule, which scales the learned step size; the learned value is kept (the first
+    step's hypergradient is zero, so it stays exactly 0.1)."""
     model = torch.nn.Linear(4, 2)
     opt = hypergrad.tower("sgd(0.1)/sgd(1e-9)", model.parameters())
     torch.optim.lr_scheduler.LambdaLR(opt, lambda epoch: 0.5)  # sets lr = 0.1 * 0.5 at once
+    assert opt.step_sizes() == [pytest.approx(0.05)]
     model(torch.randn(3, 4)).sum().backward()
+    before = model.bias.detach().clone()
     opt.step()
-    assert opt.hyperparameters()["0.lr"] == pytest.approx(0.05, rel=1e-6)
+    torch.testing.assert_close(model.bias.detach(), before - 0.05 * model.bias.grad)
+    assert opt.hyperparameters()["0.lr"] == pytest.approx(0.1, rel=1e-7)
     opt.param_groups[0]["lr"] = 0.02
-    opt.zero_grad()
-    model(torch.randn(3, 4)).sum().backward()
-    opt.step()
-    assert opt.hyperparameters()["0.lr"] == pytest.approx(0.02, rel=1e-4)
+    assert opt.step_sizes() == [pytest.approx(0.2 * opt.hyperparameters()["0.lr"])]
 
 
 def test_add_param_group():
@@ -274,8 +277,10 @@ def test_hyperparameter_keys_and_values():
     assert all(t.ndim == 0 for t in tensors.values())
     assert values == {k: t.item() for k, t in tensors.items()}
     # the values in use sit in param_groups (floats on the CPU, as torch.optim keeps them; 0-d
-    # tensors on an accelerator; per tensor: a vector per group)
-    assert opt.param_groups[1]["lr"].tolist() == [values["0.lr[2]"], values["0.lr[3]"]]
+    # tensors on an accelerator), except level 0's lr: the schedule's value (a number), which
+    # scales the learned step sizes (step_sizes(): per tensor, a list per group)
+    assert opt.param_groups[1]["lr"] == 1e-3 and opt.param_groups[1]["lr_base"] == 1e-3
+    assert opt.step_sizes()[1] == [values["0.lr[2]"], values["0.lr[3]"]]
     assert float(opt.param_groups[0]["betas"][1]) == values["0.beta2[0]"]
     assert float(opt.hyper.param_groups[0]["lr"]) == values["1.lr[0]"]
 
