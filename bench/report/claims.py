@@ -92,7 +92,8 @@ class Side:
 
     def text(self, digits: int = 2) -> str:
         if not self.values:
-            return f"{self.label}: no finished run" + (f" ({self.runs} runs)" if self.runs else "")
+            label = f"{self.label.strip()}: " if self.label.strip() else ""
+            return f"{label}no finished run" + (f" ({self.runs} runs)" if self.runs else "")
         spread = f" ± {self.sd:.{digits}f}" if self.n > 1 else ""
         return f"{self.label}{self.mean:.{digits}f}{spread} (n={self.n})"
 
@@ -253,8 +254,13 @@ def check_ratio(setting: str, frame: pd.DataFrame, claim: pub.Claim) -> list[Cla
 
 def check_reruns(setting: str, frame: pd.DataFrame, claim: pub.Claim,
                  parents: list[str]) -> list[ClaimRow]:
+    """A row per parent with runs here; one ``not run`` row when none has any."""
+    ran = [p for p in parents if len(select(frame, p))]
+    if not ran:
+        return [_row(setting, claim, claim.text, "—", "—", None, NOT_RUN,
+                     f"no run of any of its {len(parents)} hyperoptimized rows in these results")]
     rows = []
-    for parent in parents:
+    for parent in ran:
         single = pub.Claim(**{**claim.__dict__, "kind": "same", "a": pub.RERUN + parent,
                               "b": parent, "pairs": ()})
         for row in check_pairs(setting, frame, single):
@@ -470,7 +476,7 @@ def rerun_counts(frame: pd.DataFrame, papers: tuple[pub.Paper, ...] | None = Non
                     impossible += 1
                     seed = parent.config.get("seed")
                     reasons.append(f"seed {seed}: {_first_clause(str(e))}")
-            out.append(RerunCount(setting, str(parents["method"].iloc[0]), len(parents),
+            out.append(RerunCount(setting, pub.canonical(spec), len(parents),
                                   int((stored["status"] == DONE).sum()), impossible,
                                   tuple(reasons)))
     return out

@@ -127,6 +127,28 @@ def test_paper_table_numbers_and_rerun_row(report: Path, results: list[RunResult
 
 
 @pytest.mark.slow
+def test_published_column_and_claims_section(report: Path, results: list[RunResult]):
+    text = report.read_text()
+    table = _section(text, "Test error by method")
+    # mnist-mlp's sgd(lr=0.01) is Table 1's SGD row: its published number, where it is from
+    row = next(line for line in table.splitlines() if "| sgd(0.01) " in line)
+    assert [c.strip() for c in row.split("|")][-2] == "8.99 ± 0.05 (Table 1, SGD, 3 seeds)"
+    # Baydin et al. logged no run of torch.sgd(lr=0.1) on the logistic regression: empty
+    row = next(line for line in table.splitlines() if "| torch.sgd(lr=0.1) " in line)
+    assert [c.strip() for c in row.split("|")][-2] == ""
+    claims = _section(text, "Claims of the papers")
+    errors = [100 * r.metrics["test_error"] for r in results if r.config["workload"] == "mnist-mlp"
+              and r.config["method"] == "sgd(0.01)"]
+    verdict = "reproduced" if abs(errors[0] - 8.99) <= 2 * 0.05 else "**not reproduced**"
+    sgd = next(line for line in claims.splitlines() if "Table 1, SGD: test error" in line)
+    assert f"| {verdict} " in sgd and "(n=1)" in sgd
+    assert "| not run " in claims  # SGD/SGD and the other rows were not run here
+    # the tower's plain re-run on the logistic regression: counted
+    assert re.search(r"\| mnist-logreg\s+\| sgd\(0.1\)/sgd\(0.001\)\s+\| 2\s+\| 1\s+\|",
+                     claims)
+
+
+@pytest.mark.slow
 def test_sensitivity_spread_is_computed_per_height(report: Path, results: list[RunResult]):
     section = _section(report.read_text(), "Sensitivity")
     frame = runs_frame(results)
