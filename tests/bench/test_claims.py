@@ -322,3 +322,44 @@ def test_reruns_of_rows_without_runs_make_one_not_run_row(tmp_path):
     rows = [r for r in claims.evaluate(other, papers) if r.claim.key == "r"]
     assert [(r.verdict, r.why) for r in rows] == [
         (claims.NOT_RUN, "no run of any of its 2 hyperoptimized rows in these results")]
+
+
+# ---------------------------------------------------------------- published points on the figure
+
+FIGURE = """
+[[figure]]
+key = "sensitivity"
+title = "SGD towers"
+workload = "mnist-mlp"
+precision = 0.5
+series = [{ label = "height 0", method = "sgd(lr={lr})" },
+          { label = "height 1", method = "sgd(lr={lr})/sgd(lr={lr})" }]
+grid = [1e-3, 1e-2, 1e-1]
+points = [{ series = "height 0", x = 1e-3, y = 20.0 }, { series = "height 1", x = 1e-2, y = 4.0 }]
+"""
+
+
+def test_published_points_are_drawn_beside_ours(tmp_path, monkeypatch):
+    from bench.report import figures, tables
+
+    papers = paper(tmp_path, FIGURE)
+    frame = store_frame(tmp_path, _grid_runs({0: (30.0, 8.0, 5.0), 1: (6.0, 5.0, 5.5)}))
+    lines = tables.sensitivity_lines(frame)
+    points = figures.published_points(lines, papers)
+    assert points[["base", "height", "lr0", "score", "precision"]].values.tolist() == [
+        ["sgd", 0, 1e-3, 20.0, 0.5], ["sgd", 1, 1e-2, 4.0, 0.5]]
+    assert figures.published_points(lines.assign(workload="fashion-mlp"), papers).empty
+    drawn = []
+    original = figures._published
+    monkeypatch.setattr(figures, "_published",
+                        lambda ax, pts, colors: drawn.append(len(pts)) or original(ax, pts, colors))
+    path = figures.sensitivity_figure(lines, tmp_path / "s.png", points)
+    assert path.read_bytes()[:4] == b"\x89PNG" and drawn == [2]
+
+
+def test_the_shipped_figures_have_no_points_and_the_report_says_so(tmp_path):
+    frame_results = _grid_runs({0: (30.0, 8.0, 5.0), 1: (6.0, 5.0, 5.5)})
+    results = load_results(_put(tmp_path, frame_results))
+    text = write_report(results, tmp_path / "r", title="t", source="s", command="c").read_text()
+    assert "The paper's figure (SGD towers of height 0 to 3" in text
+    assert "none of its points are drawn" in text and "Hollow diamonds" not in text

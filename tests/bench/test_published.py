@@ -180,3 +180,21 @@ def test_a_malformed_file_names_file_entry_and_key(tmp_path, old, new, message):
 def test_not_toml_is_refused(tmp_path):
     with pytest.raises(PublishedDataError, match="not valid TOML"):
         load_file(_write(tmp_path, GOOD + "\n[paper"))
+
+
+SUITES = {"table1": "paper-mnist", "sensitivity": "sensitivity", "resnet": "resnet",
+          "charlstm": "charlstm"}
+
+
+@pytest.mark.parametrize(("experiment", "suite"), sorted(SUITES.items()))
+def test_each_paper_claim_reads_runs_its_suite_plans(experiment, suite):
+    planned = {canonical(m) for g in load_suite(suite).groups for m in g.methods}
+    claims = [c for c in published.load("chandra2022").claims if c.experiment == experiment]
+    assert claims
+    for claim in claims:
+        specs = _claim_specs(claim)
+        if claim.kind == "rerun_same":
+            specs = [r.parent for r in published.load("chandra2022").table.reruns]
+        assert specs
+        missing = [s for s in specs if canonical(s) not in planned]
+        assert not missing, f"{claim.key}: not planned by {suite}: {missing}"
