@@ -204,9 +204,10 @@ def check_pairs(setting: str, frame: pd.DataFrame, claim: pub.Claim) -> list[Cla
         sa, sb = side(frame, a, claim.metric, "A "), side(frame, b, claim.metric, "B ")
         text = f"{claim.text} (A `{_short(a)}`, B `{_short(b)}`)"
         ours = f"{sa.text()}; {sb.text()}"
+        published = _published_pair(claim, a, b)
         missing = _missing([sa, sb], [a, b])
         if missing:
-            rows.append(_row(setting, claim, text, "—", ours, None, NOT_RUN, missing))
+            rows.append(_row(setting, claim, text, published, ours, None, NOT_RUN, missing))
             continue
         c = math.hypot(sa.sd, sb.sd)
         noise = _noise(claim, c)
@@ -226,9 +227,23 @@ def check_pairs(setting: str, frame: pd.DataFrame, claim: pub.Claim) -> list[Cla
             ok = abs(diff) <= noise
             why = (f"A − B = {diff:+.3g}{u}, " + ("within" if ok else "beyond")
                    + f" the noise of {noise:.3g}")
-        rows.append(_row(setting, claim, text, "—", ours, _per(c, diff),
+        rows.append(_row(setting, claim, text, published, ours, _per(c, diff),
                          REPRODUCED if ok else NOT_REPRODUCED, why, diff=diff, noise=noise))
     return rows
+
+
+def _published_pair(claim: pub.Claim, a: str, b: str) -> str:
+    """What the papers published for the two sides (``—`` where nothing of either is known)."""
+    def cells(spec: str) -> str:
+        if spec.startswith(pub.RERUN):
+            found = pub.published_cells(claim.workload, "", parent=spec.removeprefix(pub.RERUN))
+        else:
+            found = pub.published_cells(claim.workload, spec)
+        return "; ".join(found)
+
+    ca, cb = cells(a), cells(b)
+    known = [c for c in (ca, cb) if c and c != "not read"]
+    return f"A {ca or '—'}; B {cb or '—'}" if known else "—"
 
 
 def check_ratio(setting: str, frame: pd.DataFrame, claim: pub.Claim) -> list[ClaimRow]:

@@ -506,7 +506,8 @@ def unread_published(rows: Sequence[Any]) -> str | None:
             if rows_unread or reruns_unread:
                 lines.append(
                     f"- {paper.cite}, {table.where.split(' (')[0]}: {len(rows_unread)} of "
-                    f"{len(table.rows)} rows and {len(reruns_unread)} of the re-run rows have no "
+                    f"{len(table.rows)} rows and {len(reruns_unread)} of the {len(table.reruns)} "
+                    f"re-runs (the paper prints {table.italic_reruns} italic rows) have no "
                     f"number that could be read ({_reason(rows_unread or reruns_unread)}); "
                     "they are not compared.")
         for figure in paper.figures:
