@@ -15,7 +15,7 @@ loss.backward(); opt.step()``. See ``hypergrad._hyper`` for how hypergradients a
 
 from __future__ import annotations
 
-from hypergrad._errors import HypergradError, SpecError
+from hypergrad._errors import HypergradError, SpecError, UnsupportedError
 from hypergrad._hyper import Tower
 from hypergrad.adagrad import Adagrad
 from hypergrad.adam import Adam, AdamW
@@ -38,4 +38,5 @@ __all__ = [
     "parse",
     "tower",
     "unbound",
+    "UnsupportedError",
 ]

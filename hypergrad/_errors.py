@@ -15,3 +15,10 @@ class HypergradError(ValueError):
 class SpecError(HypergradError):
     """A tower spec that cannot be parsed or names something unknown; the message names what is
     wrong, the grammar and the valid names."""
+
+
+class UnsupportedError(HypergradError, RuntimeError):
+    """A ``torch.optim`` switch at a value hypergrad cannot honour (``fused=True``,
+    ``capturable=True``, ``differentiable=True``); a ``RuntimeError`` as torch raises for an
+    unsupported ``fused``, and a ``ValueError`` as every ``HypergradError``. The message names
+    what is supported."""

@@ -72,8 +72,12 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from hypergrad._errors import HypergradError
+from hypergrad._errors import HypergradError, UnsupportedError
 from hypergrad._graph import UpperGraph, step_upper
+
+SWITCHES = ("foreach", "fused", "capturable", "differentiable")
+"""``torch.optim``'s implementation switches: accepted with torch's meaning where the tower can
+honour it, never part of a spec."""
 
 LR_PER = ("optimizer", "group", "tensor")
 """Where a learned step size lives: one for the optimizer, one per param group, one per tensor."""
@@ -476,6 +480,10 @@ class Tower(torch.optim.Optimizer):
     name: ClassVar[str] = ""
     learnable: ClassVar[dict[str, Parametrisation]] = {}
     """The hyperparameters this family can learn, in canonical order, with their parametrisation."""
+    _ctor_aliases: ClassVar[tuple[str, ...]] = ()
+    """Constructor arguments that are another name of one in the spec (RMSprop's ``gamma``)."""
+    spec_aliases: ClassVar[dict[str, str]] = {}
+    """Other names a spec accepts for an argument: ``{alias: name}`` (RMSprop's ``alpha``)."""
     cpu_floats: ClassVar[bool] = True
     """On the CPU, hand the kernels Python floats (faster); ``False`` takes the accelerator's
     tensor path everywhere (the tests use it to check that path on machines without one)."""
@@ -508,7 +516,7 @@ class Tower(torch.optim.Optimizer):
         self._learn = self._resolve_learn(learn, defaults)
         self._lr_per = lr_per
         self._hyper_spec = _as_unbound(hyper)
-        self._config = self._validate(dict(defaults), self._learned())
+        self._config = self._validated(dict(defaults), self._learned())
         self.hyper: Tower | None = None
         self._raw: Tensor | None = None
         self._flat_stores: dict[int, FlatStore] = {}
@@ -565,6 +573,41 @@ class Tower(torch.optim.Optimizer):
         """Check the arguments and return them normalised (floats); subclasses extend."""
         raise NotImplementedError
 
+    def _validated(self, config: dict[str, Any], learned: frozenset[str]) -> dict[str, Any]:
+        """The family's arguments (:meth:`_validate`) and torch's switches, checked."""
+        out = self._validate(config, learned)
+        o = self.name
+        if "maximize" in config:
+            check(isinstance(config["maximize"], bool), o, "maximize", "true or false",
+                  config["maximize"])
+            out["maximize"] = config["maximize"]
+        if "foreach" in config:
+            foreach = config["foreach"]
+            check(foreach is None or isinstance(foreach, bool), o, "foreach",
+                  "None, True or False", foreach)
+            out["foreach"] = foreach
+        if "fused" in config:
+            fused = config["fused"]
+            if fused:
+                raise UnsupportedError(
+                    f"{o}: fused=True is not supported: hypergrad has no fused kernels; use "
+                    "fused=None or False (on an accelerator each param group already steps as "
+                    "one flat vector, a few kernels per step)")
+            check(fused is None or fused is False, o, "fused", "None or False", fused)
+            out["fused"] = fused
+        for name, why in (("capturable", "the tower replays its levels above 0 as a CUDA graph "
+                           "itself (Tower.cuda_graphs); capture level 0 with torch.compile"),
+                          ("differentiable", "a tower computes its hypergradients in closed "
+                           "form; what learns the hyperparameters is the level above (hyper=)")):
+            if name in config:
+                value = config[name]
+                if value:
+                    raise UnsupportedError(
+                        f"{o}: {name}=True is not supported ({why}); use {name}=False")
+                check(value is False, o, name, "False", value)
+                out[name] = False
+        return out
+
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         if self._raw is not None and not getattr(self, "_constructing", False):
             raise HypergradError(
@@ -574,7 +617,7 @@ class Tower(torch.optim.Optimizer):
         super().add_param_group(param_group)
         group = self.param_groups[-1]
         given = {k: group[k] for k in self._config}
-        group.update(self._validate(given, self._learned()))
+        group.update(self._validated(given, self._learned()))
 
     def _learned(self) -> frozenset[str]:
         """What a level above learns (nothing at the top, whatever ``learn`` says)."""
@@ -830,7 +873,16 @@ class Tower(torch.optim.Optimizer):
     def _with_grads(self, group: dict[str, Any], valid_only: bool,
                     ) -> tuple[list[int], list[Tensor], list[Tensor], list[dict[str, Any]]]:
         """The tensors of a group that have a gradient (and, with ``valid_only``, whose trace
-        is from the last step): their indices, the tensors, their gradients and states."""
+        is from the last step): their indices, the tensors, their gradients (negated with
+        ``maximize``, as torch.optim does) and states."""
+        kept, params, grads, states = self._with_grads_as_given(group, valid_only)
+        if group.get("maximize"):
+            grads = [torch.neg(g) for g in grads]
+        return kept, params, grads, states
+
+    def _with_grads_as_given(self, group: dict[str, Any], valid_only: bool,
+                             ) -> tuple[list[int], list[Tensor], list[Tensor],
+                                        list[dict[str, Any]]]:
         grads = [p.grad for p in group["params"]]
         if not any(g is None for g in grads):  # the usual case, without hashing every tensor
             states = self._states_of(group)
@@ -880,8 +932,8 @@ class Tower(torch.optim.Optimizer):
                 map(operator.is_, made.grads, grads)):
             return made
         if (not self._tensor_path or self._lr_per_tensor_at_0
-                or len(params) != len(group["params"])):
-            return None
+                or len(params) != len(group["params"]) or group.get("foreach") is False):
+            return None  # (foreach=False: tensor by tensor, as torch.optim's for-loop)
         store = self._flat_stores.setdefault(gi, FlatStore())
         if not store.fits(params):
             return None
@@ -1181,7 +1233,8 @@ class Tower(torch.optim.Optimizer):
 
         sig = inspect.signature(cls.__init__)
         config = {n: p.default for n, p in sig.parameters.items()
-                  if n not in ("self", "params", "learn", "lr_per", "hyper")}
+                  if n not in ("self", "params", "learn", "lr_per", "hyper", *SWITCHES,
+                               *cls._ctor_aliases)}
         return cls._config_to_spec(config)
 
     @classmethod
@@ -1195,7 +1248,8 @@ class Tower(torch.optim.Optimizer):
     def _spec_text(self, top: bool) -> str:
         from hypergrad.tower import format_value
 
-        args = self._config_to_spec(self._config)
+        args = self._config_to_spec({k: v for k, v in self._config.items()
+                                     if k not in SWITCHES})
         defaults = self._spec_defaults()
         parts = [format_value(args.pop("lr"))]
         for key, value in args.items():

@@ -54,6 +54,7 @@ class Adagrad(Tower):
         weight_decay: :math:`\lambda` (>= 0).
         initial_accumulator_value: :math:`G_0` (>= 0).
         eps: :math:`\epsilon` (>= 0).
+        foreach, maximize, differentiable, fused: torch's (see :class:`hypergrad.SGD`).
         eps_inside: put :math:`\epsilon` inside the square root, :math:`\sqrt{G_t + \epsilon}`.
         learn: ``lr`` (the only learnable one, the paper's choice).
         lr_per: ``"optimizer"``, ``"group"`` or ``"tensor"`` (see :class:`hypergrad.SGD`).
@@ -76,7 +77,11 @@ class Adagrad(Tower):
         weight_decay: float = 0.0,
         initial_accumulator_value: float = 0.0,
         eps: float = 1e-10,
+        foreach: bool | None = None,
         *,
+        maximize: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
         eps_inside: bool = False,
         learn: str | Iterable[str] | None = None,
         lr_per: str = "optimizer",
@@ -84,7 +89,8 @@ class Adagrad(Tower):
     ) -> None:
         defaults = dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
                         initial_accumulator_value=initial_accumulator_value, eps=eps,
-                        eps_inside=eps_inside)
+                        eps_inside=eps_inside, foreach=foreach, maximize=maximize,
+                        differentiable=differentiable, fused=fused)
         super().__init__(params, defaults, learn=learn, lr_per=lr_per, hyper=hyper)
 
     def _validate(self, config: dict[str, Any], learned: frozenset[str]) -> dict[str, Any]:

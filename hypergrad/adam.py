@@ -79,8 +79,11 @@ class Adam(Tower):
         hyper: the optimizer that learns them, unbound (``SGD(lr=1e-5)``), or its spec.
 
     Note:
-        ``amsgrad``, ``maximize`` and the fused/foreach/capturable switches of ``torch.optim.Adam``
-        are not offered. The per-tensor step counter :math:`t` is the global step when every tensor
+        torch's switches: ``maximize`` and ``amsgrad`` (with ``beta2`` not learned) are honoured,
+        ``decoupled_weight_decay=True`` is :class:`AdamW`, ``foreach`` as in
+        :class:`hypergrad.SGD`; ``fused``, ``capturable`` and ``differentiable`` are accepted at
+        their defaults (``True`` raises :class:`hypergrad.UnsupportedError`). The per-tensor step
+        counter :math:`t` is the global step when every tensor
         gets a gradient at every step, as in the paper.
     """
 
@@ -95,14 +98,28 @@ class Adam(Tower):
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
         weight_decay: float = 0.0,
+        amsgrad: bool = False,
         *,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        capturable: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
+        decoupled_weight_decay: bool = False,
         v0: float = 0.0,
         learn: str | Iterable[str] | None = None,
         lr_per: str = "optimizer",
         hyper: Tower | str | None = None,
     ) -> None:
-        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, v0=v0)
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, v0=v0,
+                        amsgrad=amsgrad, maximize=maximize, foreach=foreach,
+                        capturable=capturable, differentiable=differentiable, fused=fused)
+        if not self._decoupled:  # AdamW is Adam with decoupled_weight_decay=True, as in torch
+            defaults["decoupled_weight_decay"] = decoupled_weight_decay
         super().__init__(params, defaults, learn=learn, lr_per=lr_per, hyper=hyper)
+
+    def _decoupled_in(self, hp: dict[str, Any]) -> bool:
+        return self._decoupled or bool(hp.get("decoupled_weight_decay"))
 
     def _validate(self, config: dict[str, Any], learned: frozenset[str]) -> dict[str, Any]:
         o = self.name
@@ -126,13 +143,24 @@ class Adam(Tower):
         check(non_negative(weight_decay), o, "weight_decay", ">= 0", weight_decay)
         v0 = as_number(config["v0"], "v0", o)
         check(non_negative(v0), o, "v0", ">= 0", v0)
-        return dict(lr=lr, betas=(clean[0], clean[1]), eps=eps, weight_decay=weight_decay, v0=v0)
+        out = dict(lr=lr, betas=(clean[0], clean[1]), eps=eps, weight_decay=weight_decay, v0=v0)
+        for name in ("amsgrad", "decoupled_weight_decay"):
+            if name in config:
+                check(isinstance(config[name], bool), o, name, "true or false", config[name])
+                out[name] = config[name]
+        if out.get("amsgrad") and "beta2" in learned:
+            check(False, o, "amsgrad", "false when beta2 is learned (the running maximum has "
+                  "no derivative in beta2 where it holds an older value): learn=(lr, beta1) "
+                  "with amsgrad", True)
+        return out
 
     @classmethod
     def _config_to_spec(cls, config: dict[str, Any]) -> dict[str, Any]:
         out = dict(config)
         out["beta1"], out["beta2"] = out.pop("betas")
-        return {k: out[k] for k in ("lr", "beta1", "beta2", "eps", "weight_decay", "v0")}
+        return {k: out[k] for k in ("lr", "beta1", "beta2", "eps", "weight_decay", "v0",
+                                    "amsgrad", "maximize", "decoupled_weight_decay")
+                if k in out}
 
     @classmethod
     def _spec_to_config(cls, args: dict[str, Any]) -> dict[str, Any]:
@@ -155,21 +183,23 @@ class Adam(Tower):
             group[name] = value
 
     def _hp_names(self) -> tuple[str, ...]:
-        return ("lr", "beta1", "beta2", "eps", "weight_decay", "v0")
+        return ("lr", "beta1", "beta2", "eps", "weight_decay", "v0", "amsgrad",
+                *(() if self._decoupled else ("decoupled_weight_decay",)))
 
     def _step_group(self, hp: dict[str, Any], params: list[Tensor], grads: list[Tensor],
                     states: list[dict[str, Any]], lrs: list[Any], record: frozenset[str], *,
                     flat: Flat | None = None) -> None:
         adam(params, grads, states, lrs=lrs, beta1=hp["beta1"], beta2=hp["beta2"], eps=hp["eps"],
-             weight_decay=hp["weight_decay"], decoupled=self._decoupled, v0=hp["v0"],
-             record=record, flat=flat)
+             weight_decay=hp["weight_decay"], decoupled=self._decoupled_in(hp), v0=hp["v0"],
+             amsgrad=hp["amsgrad"], record=record, flat=flat)
 
     def _vjp(self, hp: dict[str, Any], params: list[Tensor], grads: list[Tensor],
              states: list[dict[str, Any]], lrs: list[Any], names: frozenset[str],
              inner: Inner, *, flat: Flat | None = None) -> dict[str, tuple[list[Tensor], float]]:
         return adam_vjp(params, grads, states, lrs=lrs, beta1=hp["beta1"], beta2=hp["beta2"],
                         eps=hp["eps"], weight_decay=hp["weight_decay"],
-                        decoupled=self._decoupled, names=names, inner=inner, flat=flat)
+                        decoupled=self._decoupled_in(hp), amsgrad=hp["amsgrad"], names=names,
+                        inner=inner, flat=flat)
 
 
 class AdamW(Adam):
@@ -195,14 +225,21 @@ class AdamW(Adam):
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
         weight_decay: float = 1e-2,
+        amsgrad: bool = False,
         *,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        capturable: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
         v0: float = 0.0,
         learn: str | Iterable[str] | None = None,
         lr_per: str = "optimizer",
         hyper: Tower | str | None = None,
     ) -> None:
-        super().__init__(params, lr, betas, eps, weight_decay, v0=v0, learn=learn,
-                         lr_per=lr_per, hyper=hyper)
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, foreach=foreach,
+                         maximize=maximize, capturable=capturable, differentiable=differentiable,
+                         fused=fused, v0=v0, learn=learn, lr_per=lr_per, hyper=hyper)
 
 
 def adam(
@@ -217,10 +254,12 @@ def adam(
     weight_decay: float,
     decoupled: bool,
     v0: float,
+    amsgrad: bool = False,
     record: frozenset[str] = frozenset(),
     flat: Flat | None = None,
 ) -> None:
-    """One Adam (or AdamW, ``decoupled``) step on each tensor (see :class:`Adam`).
+    """One Adam (or AdamW, ``decoupled``) step on each tensor (see :class:`Adam`); ``amsgrad``
+    divides by the running maximum of the second moment, ``max_exp_avg_sq``, as torch.
 
     ``record``: when a beta is learned, the gradient actually used (``hg_grad``) is saved; the
     step size needs nothing beyond the moments, which stay in the state. ``flat``: the same
@@ -231,21 +270,25 @@ def adam(
     if flat_ready(flat, lrs, needs) and same_step(states):
         assert flat is not None
         _adam_flat(flat, lr=lrs[0], beta1=beta1, beta2=beta2, eps=eps,
-                   weight_decay=weight_decay, decoupled=decoupled, save_grad=save_grad)
+                   weight_decay=weight_decay, decoupled=decoupled, save_grad=save_grad,
+                   amsgrad=amsgrad)
         return
     for p, g, state, lr in zip(params, grads, states, lrs, strict=True):
         _adam_tensor(p, g, state, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
-                     weight_decay=weight_decay, decoupled=decoupled, v0=v0, save_grad=save_grad)
+                     weight_decay=weight_decay, decoupled=decoupled, v0=v0, save_grad=save_grad,
+                     amsgrad=amsgrad)
 
 
 def _adam_tensor(p: Tensor, g: Tensor, state: dict[str, Any], *, lr: float | Tensor,
                  beta1: float | Tensor, beta2: float | Tensor, eps: float, weight_decay: float,
-                 decoupled: bool, v0: float, save_grad: bool) -> None:
+                 decoupled: bool, v0: float, save_grad: bool, amsgrad: bool = False) -> None:
     if "step" not in state:
         state["step"] = 0
         state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         state["exp_avg_sq"] = (torch.zeros_like(p, memory_format=torch.preserve_format) if v0 == 0
                                else torch.full_like(p, v0, memory_format=torch.preserve_format))
+        if amsgrad:
+            state["max_exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
     state["step"] += 1
     t = state["step"]
     m, v = state["exp_avg"], state["exp_avg_sq"]
@@ -267,6 +310,8 @@ def _adam_tensor(p: Tensor, g: Tensor, state: dict[str, Any], *, lr: float | Ten
     bias_correction1 = bias_correction(beta1, t)
     bias_correction2 = bias_correction(beta2, t)
     step_size = fdiv(lr, bias_correction1)
+    if amsgrad:
+        v = torch.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
     denom = (v.sqrt() / bias_correction2**0.5).add_(eps)
     if isinstance(step_size, Tensor):
         p.addcmul_(m / denom, step_size, value=-1)
@@ -275,7 +320,8 @@ def _adam_tensor(p: Tensor, g: Tensor, state: dict[str, Any], *, lr: float | Ten
 
 
 def _adam_flat(fl: Flat, *, lr: float | Tensor, beta1: float | Tensor, beta2: float | Tensor,
-               eps: float, weight_decay: float, decoupled: bool, save_grad: bool) -> None:
+               eps: float, weight_decay: float, decoupled: bool, save_grad: bool,
+               amsgrad: bool = False) -> None:
     """:func:`_adam_tensor` on a whole group at once, on flat vectors: one kernel per operation,
     and the scalar arithmetic (bias corrections, step size) done once, not once per tensor."""
     like = fl.params[0]
@@ -298,6 +344,8 @@ def _adam_flat(fl: Flat, *, lr: float | Tensor, beta1: float | Tensor, beta2: fl
     else:
         v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
     step_size = fdiv(lr, bias_correction(beta1, t))
+    if amsgrad:
+        v = torch.maximum(fl.buf("max_exp_avg_sq"), v, out=fl.buf("max_exp_avg_sq"))
     denom = v.sqrt().div_(bias_correction(beta2, t) ** 0.5).add_(eps)
     fl.sub_(m.div(denom), step_size)
 
@@ -329,6 +377,7 @@ def adam_vjp(
     names: frozenset[str],
     inner: Inner = dot,
     flat: Flat | None = None,
+    amsgrad: bool = False,
 ) -> dict[str, tuple[list[Tensor], float]]:
     r"""Per tensor, the new gradient :math:`g` against the Jacobian columns of the last update
     for :math:`\alpha, \beta_1, \beta_2`, from the moments :math:`m_t, v_t` in the state and
@@ -362,7 +411,7 @@ def adam_vjp(
         m, v = state["exp_avg"], state["exp_avg_sq"]
         bc1 = bias_correction(beta1, t)
         bc2 = bias_correction(beta2, t)
-        s = v.sqrt().div_(bc2**0.5)  # sqrt(v_hat)
+        s = (state["max_exp_avg_sq"] if amsgrad else v).sqrt().div_(bc2**0.5)  # sqrt(v_hat)
         denom = s + eps
         w = g_new / denom
         wm = inner(w, m)

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from hypergrad._errors import HypergradError
 from hypergrad._hyper import (
     SQUARE,
     UNIT,
@@ -36,8 +37,9 @@ class RMSprop(Tower):
     r"""RMSProp whose step size :math:`\alpha` and smoothing :math:`\gamma` a hyperoptimizer can
     learn.
 
-    The update is ``torch.optim.RMSprop``'s, whose ``alpha`` is the paper's :math:`\gamma` (here
-    ``gamma``, the paper's name, so that ``alpha`` is never ambiguous):
+    The update is ``torch.optim.RMSprop``'s, whose smoothing constant ``alpha`` is the paper's
+    :math:`\gamma` (``alpha`` here too, as in torch; ``gamma`` in a spec, in ``learn=`` and in
+    ``hyperparameters()``, the paper's name, so that it is never read as the step size):
 
     .. math::
         \begin{aligned}
@@ -61,11 +63,13 @@ class RMSprop(Tower):
     Args:
         params: the tensors (or param groups); omit it to describe a hyperoptimizer level.
         lr: :math:`\alpha` (> 0).
-        gamma: :math:`\gamma` in [0, 1) (in (0, 1) when learned); torch's ``alpha``.
+        alpha: :math:`\gamma` in [0, 1) (in (0, 1) when learned), torch's smoothing constant;
+            ``gamma=`` is the same argument under the paper's name.
         eps: :math:`\epsilon` (>= 0).
         weight_decay: :math:`\lambda` (>= 0).
         momentum: :math:`\mu` (>= 0, not learned).
         centered: normalise by the centred second moment.
+        capturable, foreach, maximize, differentiable: torch's (see :class:`hypergrad.SGD`).
         eps_inside: put :math:`\epsilon` inside the square root, :math:`\sqrt{w_t + \epsilon}`.
         learn: among ``lr`` and ``gamma`` (default both; ``learn=lr`` is the paper's
             RMSProp^alpha).
@@ -79,32 +83,64 @@ class RMSprop(Tower):
 
     name = "rmsprop"
     learnable = {"lr": SQUARE, "gamma": UNIT}
+    _ctor_aliases = ("gamma",)
+    spec_aliases = {"alpha": "gamma"}
 
     def __init__(
         self,
         params: Iterable[Any] | None = None,
         lr: float = 1e-2,
-        gamma: float = 0.99,
+        alpha: float = 0.99,
         eps: float = 1e-8,
         weight_decay: float = 0.0,
         momentum: float = 0.0,
         centered: bool = False,
+        capturable: bool = False,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        differentiable: bool = False,
         *,
+        gamma: float | None = None,
         eps_inside: bool = False,
         learn: str | Iterable[str] | None = None,
         lr_per: str = "optimizer",
         hyper: Tower | str | None = None,
     ) -> None:
-        defaults = dict(lr=lr, gamma=gamma, eps=eps, weight_decay=weight_decay, momentum=momentum,
-                        centered=centered, eps_inside=eps_inside)
+        if gamma is not None:
+            if alpha != 0.99 and alpha != gamma:
+                raise HypergradError(
+                    f"rmsprop: alpha and gamma name the same smoothing constant, but got "
+                    f"alpha={alpha!r} and gamma={gamma!r}: give one")
+            alpha = gamma
+        defaults = dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
+                        momentum=momentum, centered=centered, eps_inside=eps_inside,
+                        capturable=capturable, foreach=foreach, maximize=maximize,
+                        differentiable=differentiable)
         super().__init__(params, defaults, learn=learn, lr_per=lr_per, hyper=hyper)
+
+    def _get(self, group: dict[str, Any], name: str) -> Any:
+        return group["alpha" if name == "gamma" else name]
+
+    def _put(self, group: dict[str, Any], name: str, value: Any) -> None:
+        group["alpha" if name == "gamma" else name] = value
+
+    def _hp_names(self) -> tuple[str, ...]:
+        return ("lr", "gamma", "eps", "weight_decay", "momentum", "centered", "eps_inside")
+
+    @classmethod
+    def _config_to_spec(cls, config: dict[str, Any]) -> dict[str, Any]:
+        return {("gamma" if k == "alpha" else k): v for k, v in config.items()}
+
+    @classmethod
+    def _spec_to_config(cls, args: dict[str, Any]) -> dict[str, Any]:
+        return {("alpha" if k == "gamma" else k): v for k, v in args.items()}
 
     def _validate(self, config: dict[str, Any], learned: frozenset[str]) -> dict[str, Any]:
         o = self.name
         out: dict[str, Any] = {}
         lr = out["lr"] = as_number(config["lr"], "lr", o)
         check(positive(lr), o, "lr", "> 0", lr)
-        gamma = out["gamma"] = as_number(config["gamma"], "gamma", o)
+        gamma = out["alpha"] = as_number(config["alpha"], "gamma", o)
         if "gamma" in learned:
             check(0.0 < gamma < 1.0, o, "gamma", "in (0, 1) to be learned", gamma)
         else:

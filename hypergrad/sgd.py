@@ -65,6 +65,11 @@ class SGD(Tower):
         weight_decay: :math:`\lambda` (>= 0), L2 added to the gradient (never written to
             ``p.grad``).
         nesterov: Nesterov momentum (needs ``momentum > 0`` and ``dampening == 0``).
+        maximize: maximise the objective (the gradients negated, as in torch).
+        foreach: ``None`` (the tower's choice: on an accelerator a group steps as one flat
+            vector), ``True`` (the same), ``False`` (tensor by tensor, torch's for-loop).
+        differentiable, fused: accepted at torch's defaults (``False``, ``None``/``False``);
+            ``True`` raises :class:`hypergrad.UnsupportedError`.
         learn: the hyperparameters the level above learns, among ``lr`` and ``momentum``.
             Default: ``lr``, and ``momentum`` when it is nonzero at construction (the paper's).
         lr_per: ``"optimizer"`` (one learned step size), ``"group"`` (one per param group) or
@@ -89,12 +94,17 @@ class SGD(Tower):
         weight_decay: float = 0.0,
         nesterov: bool = False,
         *,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        differentiable: bool = False,
+        fused: bool | None = None,
         learn: str | Iterable[str] | None = None,
         lr_per: str = "optimizer",
         hyper: Tower | str | None = None,
     ) -> None:
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening,
-                        weight_decay=weight_decay, nesterov=nesterov)
+                        weight_decay=weight_decay, nesterov=nesterov, maximize=maximize,
+                        foreach=foreach, differentiable=differentiable, fused=fused)
         super().__init__(params, defaults, learn=learn, lr_per=lr_per, hyper=hyper)
 
     @classmethod

@@ -198,6 +198,12 @@ def _level_kwargs(cls: type[Tower], args: dict[str, Any], positional: list[Any],
         if "lr" in args:
             raise _fail(f"argument 'lr' given twice to {cls.name}", spec, cls=cls)
         args = {"lr": positional[0], **args}
+    for alias, name in cls.spec_aliases.items():
+        if alias in args:
+            if name in args:
+                raise _fail(f"{alias!r} and {name!r} name the same argument of {cls.name}: give "
+                            "one", spec, cls=cls)
+            args = {(name if k == alias else k): v for k, v in args.items()}
     valid = _argument_names(cls)
     for key in args:
         if key not in valid:

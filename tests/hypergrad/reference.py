@@ -118,6 +118,8 @@ class Level:
         self.config = dict(config)
         if "betas" in self.config:
             self.config["beta1"], self.config["beta2"] = self.config.pop("betas")
+        if kind == "rmsprop" and "alpha" in self.config:  # torch's name of the paper's gamma
+            self.config["gamma"] = self.config.pop("alpha")
         self.group_of = list(group_of)
         self.learns = learns
         self.state: list[dict[str, Any]] = [{} for _ in range(n_params)]

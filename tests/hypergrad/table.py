@@ -162,7 +162,8 @@ ERRORS: tuple[tuple[str, str], ...] = (
                        r"rmsprop, sgd"),
     ("sgd(1e-5)/lbfgs", r"unknown optimizer 'lbfgs'"),
     ("adam(lr=1e-3, beta=0.9)", r"unknown argument 'beta' for adam.*arguments of adam: lr, "
-                                r"beta1, beta2, eps, weight_decay, v0, learn, lr_per"),
+                                r"beta1, beta2, eps, weight_decay, v0, amsgrad, maximize, "
+                                r"decoupled_weight_decay, learn, lr_per"),
     ("sgd(0.1, betas=0.9)", r"unknown argument 'betas' for sgd"),
     ("sgd(-1)", r"lr must be > 0, but got lr=-1.0"),
     ("sgd(0)", r"lr must be > 0, but got lr=0.0"),
