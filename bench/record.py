@@ -12,6 +12,9 @@ DIVERGED = "diverged"
 FAILED = "failed"
 INTERRUPTED = "interrupted"
 STATUSES = (DONE, DIVERGED, FAILED, INTERRUPTED)
+# Results worth keeping: a store never lets a ``failed`` or ``interrupted`` record replace one of
+# these (a forced re-run that crashes, or a second invocation dying, loses nothing).
+KEPT = (DONE, DIVERGED)
 
 
 @dataclass

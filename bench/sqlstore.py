@@ -32,7 +32,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from bench.errors import UserError
-from bench.record import DIVERGED, DONE, RunResult
+from bench.record import DIVERGED, DONE, KEPT, RunResult
 
 # Database URL schemes this store serves (the SQLAlchemy dialect, with or without a driver).
 SCHEMES = ("postgresql",)
@@ -120,8 +120,17 @@ class SQLStore:
 
     # -- writing -------------------------------------------------------------------------------
 
+    def check_writable(self) -> None:
+        """Raise ``UserError`` now, before anything trains, if this user may not write runs."""
+        query = sa.text("SELECT has_table_privilege(current_user, 'runs', 'INSERT, UPDATE')")
+        with self._engine.connect() as conn:
+            if not conn.execute(query).scalar_one():
+                raise UserError(f"results store {safe_url(self.url)}: this user may not write "
+                                "the runs table; grant INSERT and UPDATE on it")
+
     def put(self, result: RunResult) -> None:
-        """Insert or replace ``result``'s row, in one statement and one transaction."""
+        """Insert or replace ``result``'s row, in one statement and one transaction; a
+        ``failed`` or ``interrupted`` record never replaces a ``done`` or ``diverged`` one."""
         config = result.config
         row = {
             "run_id": result.run_id,
@@ -136,7 +145,8 @@ class SQLStore:
         insert = postgresql.insert(runs).values(**row)
         replace = {name: insert.excluded[name] for name in row if name != "run_id"}
         statement = insert.on_conflict_do_update(
-            index_elements=[runs.c.run_id], set_=replace | {"created": sa.func.now()}
+            index_elements=[runs.c.run_id], set_=replace | {"created": sa.func.now()},
+            where=sa.or_(insert.excluded.status.in_(KEPT), runs.c.status.notin_(KEPT)),
         )
         with self._engine.begin() as conn:
             conn.execute(statement)

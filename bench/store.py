@@ -8,7 +8,15 @@ Guarantees (the contract the scheduler, the CLI and the reports rely on):
   mode (readers never block the writer) and every connection waits up to ``timeout`` seconds for
   the write lock (``busy_timeout``) instead of failing with "database is locked".
 - ``has`` is true only for results worth keeping (``done`` and ``diverged``): a ``failed`` or
-  ``interrupted`` run is recorded for the report but never treated as cached.
+  ``interrupted`` run is recorded for the report but never treated as cached, and never replaces
+  a kept one (``put`` keeps the ``done`` row of a forced re-run that crashed).
+- A trained result is not lost to a failing write: ``put`` retries a locked or failing database
+  for ``WRITE_RETRY_SECONDS``, then appends the record to a side file beside the store
+  (``NAME.pending.jsonl``), which the next ``Store`` opened on that path imports (and says so).
+- The schema is checked when the file is opened (``PRAGMA user_version`` and the columns): a
+  store of a newer version, a corrupt file, or one that cannot be written (for commands that
+  write) is a clear error before anything trains. ``readonly=True`` opens a store that cannot be
+  written (a read-only mount) for ``export`` and ``report``.
 
 A connection is opened per ``Store`` object and must not be shared between processes: each
 worker opens its own ``Store(path)``.
@@ -21,19 +29,34 @@ import csv
 import json
 import os
 import sqlite3
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench.errors import UserError
-from bench.record import DIVERGED, DONE, RunResult
+from bench.errors import BenchError, UserError
+from bench.record import DIVERGED, DONE, KEPT, RunResult
 
 DEFAULT_PATH = Path("results") / "bench.sqlite"
 EXPORT_FORMATS = ("csv", "parquet")
+# The schema this code writes and reads (``PRAGMA user_version``; 0 is a file from before it was
+# recorded, whose columns are the same).
+SCHEMA_VERSION = 1
+# How long ``put`` keeps retrying a write that fails (a lock held by another process, a disk
+# error) before it falls back to the side file.
+WRITE_RETRY_SECONDS = 30.0
+PENDING_SUFFIX = ".pending.jsonl"
+
+
+class StoreWriteError(BenchError):
+    """Neither the store nor its side file could take a result."""
 
 # JSON columns, in the record's field order.
 _JSON_FIELDS = ("config", "metrics", "curves", "timing", "memory", "cost", "env")
 
+_COLUMNS = ("run_id", "workload", "method", "seed", "status", *_JSON_FIELDS, "error",
+            "diverged_step", "created")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
@@ -70,7 +93,7 @@ def default_location() -> str:
 
 
 def open_store(location: str | os.PathLike[str] | None = None, *,
-               timeout: float = 60.0) -> Any:
+               timeout: float = 60.0, readonly: bool = False) -> Any:
     """The results store a ``--store`` value names: same contract whichever it is.
 
     Args:
@@ -78,6 +101,7 @@ def open_store(location: str | os.PathLike[str] | None = None, *,
             such as ``postgresql+psycopg://user@host:5432/db`` (``bench.sqlstore.SQLStore``, for
             many machines); default ``default_location()``.
         timeout: seconds a write (or a connection) waits before failing.
+        readonly: only read (``export``, ``report``): a SQLite file on a read-only mount opens.
 
     Raises:
         UserError: a URL of another database (the message lists the accepted forms).
@@ -93,7 +117,7 @@ def open_store(location: str | os.PathLike[str] | None = None, *,
             raise UserError(f"unsupported results store URL {safe_url(text)!r}; give a file path, "
                             "sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DB")
         text = rest[1:] if rest.startswith("/") else rest  # sqlite:///rel, sqlite:////abs
-    return Store(text, timeout=timeout)
+    return Store(text, timeout=timeout, readonly=readonly)
 
 
 @contextlib.contextmanager
@@ -137,26 +161,124 @@ class Store:
         timeout: seconds a write waits for another process's transaction before failing.
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None, *, timeout: float = 60.0):
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, timeout: float = 60.0,
+                 readonly: bool = False):
         self.path = Path(path) if path is not None else default_path()
+        self.readonly = readonly
+        where = f"results store {str(self.path)!r}"
         if self.path.is_dir():
             raise UserError(f"store path {str(self.path)!r} is a folder; give a file name")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if readonly and not self.path.is_file():
+            raise UserError(f"{where} does not exist; give the path of a store that runs wrote")
+        blocking = next((p for p in self.path.parents if p.exists() and not p.is_dir()), None)
+        if blocking is not None:
+            raise UserError(f"cannot create {where}: {str(blocking)!r} is a file, not a folder")
         try:
-            # isolation_level=None: we issue BEGIN IMMEDIATE / COMMIT ourselves, so a write
-            # transaction takes the lock up front instead of failing when it upgrades.
-            self._conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
-            self._conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
-            self._conn.execute("PRAGMA journal_mode = WAL")
-            self._conn.execute("PRAGMA synchronous = NORMAL")  # durable at checkpoints in WAL
-            self._conn.executescript(_SCHEMA)
+            if not readonly:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UserError(f"cannot create the folder of {where}: {e.strerror or e}; give "
+                            "--store a path in a folder you can write") from None
+        try:
+            self._conn = self._connect(timeout)
+            self._check_schema()
         except sqlite3.DatabaseError as e:
-            raise UserError(f"cannot open results store {str(self.path)!r}: {e}") from e
+            raise UserError(_database_error(where, e)) from None
+        if not readonly:
+            self._import_pending()
+
+    def _connect(self, timeout: float) -> sqlite3.Connection:
+        if self.readonly:
+            # A store on a read-only mount cannot even hold WAL's shared memory: open it as an
+            # immutable file then (nothing else may write it meanwhile, which is the case).
+            uri = self.path.resolve().as_uri()
+            try:
+                conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=timeout)
+                conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+                return conn
+            except sqlite3.OperationalError:
+                return sqlite3.connect(f"{uri}?immutable=1", uri=True, timeout=timeout)
+        # isolation_level=None: we issue BEGIN IMMEDIATE / COMMIT ourselves, so a write
+        # transaction takes the lock up front instead of failing when it upgrades.
+        conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+        conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")  # durable at checkpoints in WAL
+        return conn
+
+    def _check_schema(self) -> None:
+        """A newer schema, other columns or a corrupt file stop here, before any training."""
+        where = f"results store {str(self.path)!r}"
+        version = int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise UserError(f"{where} has schema version {version}, newer than this "
+                            f"hypergrad-bench's {SCHEMA_VERSION}; upgrade hypergrad-bench, or "
+                            "give --store another file")
+        check = self._conn.execute("PRAGMA quick_check(1)").fetchone()[0]
+        if check != "ok":
+            first = " ".join(check.replace("*** in database main ***", "").split())[:120]
+            raise UserError(f"{where} is corrupt ({first}); restore it from a copy, or move it "
+                            "away: its runs are then trained again")
+        if not self.readonly:
+            self._conn.executescript(_SCHEMA)
+            if version < SCHEMA_VERSION:
+                self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        columns = tuple(row[1] for row in self._conn.execute("PRAGMA table_info(runs)"))
+        if set(columns) != set(_COLUMNS):
+            raise UserError(f"{where} is not a hypergrad-bench store (its runs table has columns "
+                            f"{', '.join(columns) or 'none'}); give --store another file")
 
     # -- writing -------------------------------------------------------------------------------
 
+    @property
+    def pending_path(self) -> Path:
+        """The side file of results that could not be written (imported at the next open)."""
+        return self.path.with_name(self.path.name + PENDING_SUFFIX)
+
+    def check_writable(self) -> None:
+        """Raise ``UserError`` now, before anything trains, if a result could not be written."""
+        where = f"results store {str(self.path)!r}"
+        if self.readonly:
+            raise UserError(f"{where} was opened read-only")
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.execute("ROLLBACK")
+            # A read-only file opens and even locks: only a write tells.
+            self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except sqlite3.DatabaseError as e:
+            raise UserError(_database_error(where, e)) from None
+
     def put(self, result: RunResult) -> None:
-        """Insert or replace ``result``'s row, in one transaction."""
+        """Write ``result``'s row in one transaction (see the module docstring: kept statuses
+        win, a failing write is retried, then kept in the side file).
+
+        Raises:
+            StoreWriteError: neither the store nor the side file could take it.
+        """
+        deadline = time.monotonic() + WRITE_RETRY_SECONDS
+        while True:
+            try:
+                self._put(result)
+                return
+            except sqlite3.DatabaseError as e:
+                error = e
+            except OverflowError as e:  # a number SQLite cannot hold: retrying will not help
+                error = e
+                break
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(1.0)
+        try:
+            with self.pending_path.open("a") as f:
+                f.write(json.dumps(result.to_dict(), sort_keys=True) + "\n")
+        except OSError as e:
+            raise StoreWriteError(f"run {result.run_id}: writing {str(self.path)!r} failed "
+                                  f"({error}) and so did its side file ({e})") from None
+        print(f"warning: run {result.run_id} could not be written to {str(self.path)!r} "
+              f"({error}); kept in {str(self.pending_path)!r}, imported the next time the store "
+              "is opened", file=sys.stderr, flush=True)
+
+    def _put(self, result: RunResult) -> None:
         config = result.config
         row = (
             result.run_id,
@@ -168,15 +290,43 @@ class Store:
             result.error,
             result.diverged_step,
         )
-        # Serialise before taking the lock: the transaction only writes.
+        kept = ", ".join(f"'{s}'" for s in KEPT)
+        # Serialise before taking the lock: the transaction only writes. A kept row is replaced
+        # only by another kept one (the upsert's WHERE).
         self._write(
-            "INSERT OR REPLACE INTO runs (run_id, workload, method, seed, status, "
+            "INSERT INTO runs (run_id, workload, method, seed, status, "
             + ", ".join(_JSON_FIELDS)
             + ", error, diverged_step) VALUES ("
             + ", ".join("?" * len(row))
-            + ")",
+            + ") ON CONFLICT (run_id) DO UPDATE SET "
+            + ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS[1:-1])
+            + ", created = strftime('%Y-%m-%dT%H:%M:%SZ', 'now')"
+            + f" WHERE excluded.status IN ({kept}) OR runs.status NOT IN ({kept})",
             row,
         )
+
+    def _import_pending(self) -> None:
+        """Write the results an earlier invocation left in the side file, then remove it."""
+        path = self.pending_path
+        if not path.is_file():
+            return
+        results = []
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            try:
+                results.append(RunResult.from_dict(json.loads(line)))
+            except (ValueError, TypeError) as e:
+                # A line cut short by a kill: the rest are still worth having.
+                print(f"warning: {path}:{number}: not a result ({e}); skipped", file=sys.stderr)
+        for result in results:
+            self._put(result)
+        path.unlink()
+        print(f"note: imported {len(results)} result(s) that an earlier run could not write "
+              f"into {str(self.path)!r} (from {str(path)!r})", file=sys.stderr, flush=True)
+
+    def checkpoint(self) -> None:
+        """Fold the write-ahead log into the file, so that the ``.sqlite`` alone holds every
+        committed row (to copy the store: run this, then copy, or use ``sqlite3 .backup``)."""
+        self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def delete(self, run_id: str) -> None:
         """Remove a run's row (nothing if absent)."""
@@ -296,6 +446,20 @@ class Store:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _database_error(where: str, error: sqlite3.DatabaseError) -> str:
+    """One line a user can act on, for SQLite's own messages."""
+    text = str(error)
+    if "readonly" in text or "read-only" in text:
+        return (f"{where} cannot be written ({text}); give --store a file you can write "
+                "(export and report read a read-only store)")
+    if "malformed" in text or "not a database" in text:
+        return (f"{where} is corrupt ({text}); restore it from a copy, or move it away: its "
+                "runs are then trained again")
+    if "unable to open" in text:
+        return f"cannot open {where} ({text}); check that its folder exists and can be written"
+    return f"cannot use {where}: {text}"
 
 
 def flat_row(result: RunResult) -> dict[str, Any]:

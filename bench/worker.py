@@ -34,6 +34,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from bench.config import RunConfig
+from bench.errors import BenchError
 from bench.record import FAILED, RunResult
 
 
@@ -85,7 +86,11 @@ def main(conn: Connection, spec: WorkerSpec) -> None:
             config = RunConfig.from_dict(message[1])
             conn.send(("started", config.run_id))
             result = run_one(config, spec, _progress_sender(conn, config.run_id))
-            store.put(result)
+            try:
+                store.put(result)  # retried, then kept in the store's side file
+            except BenchError as e:  # not even the side file: say so, and take the next run
+                conn.send(("finished", result.run_id, FAILED, f"result not stored: {e}"))
+                continue
             conn.send(("finished", result.run_id, result.status, result.error))
     except (EOFError, BrokenPipeError):
         pass  # the scheduler is gone: nothing to report to

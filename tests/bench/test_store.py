@@ -116,7 +116,7 @@ def test_a_folder_or_a_non_database_is_a_user_error(tmp_path):
         Store(tmp_path)
     junk = tmp_path / "junk.sqlite"
     junk.write_bytes(b"this is not a database" * 100)
-    with pytest.raises(UserError, match="cannot open results store"):
+    with pytest.raises(UserError, match="is corrupt"):
         Store(junk)
 
 
