@@ -139,8 +139,9 @@ def convert(param: Param, raw: str, where: str) -> Any:
     try:
         value = _convert(param, text)
     except ValueError:
+        rule = " (finite, at most 3.4e38: float32)" if param.kind == "float" else ""
         raise ValueError(
-            f"{where}: {param.name} must be a {param.kind}, but got {param.name}={text}"
+            f"{where}: {param.name} must be a {param.kind}{rule}, but got {param.name}={text}"
         ) from None
     if param.choices and value not in param.choices:
         raise ValueError(
@@ -152,10 +153,13 @@ def convert(param: Param, raw: str, where: str) -> Any:
     return value
 
 
+FLOAT32_MAX = 3.4028234663852886e38
+
+
 def _convert(param: Param, text: str) -> Any:
     if param.kind == "float":
         value = float(text)
-        if not math.isfinite(value):
+        if not math.isfinite(value) or abs(value) > FLOAT32_MAX:  # hyperparameters are float32
             raise ValueError(text)
         return value
     if param.kind == "int":

@@ -11,6 +11,7 @@ stderr, ``error: ...``, no traceback); 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import textwrap
 import time
@@ -38,19 +39,28 @@ class _Parser(argparse.ArgumentParser):
 # argument types: a bad value is an argparse error (one line, exit 2)
 
 
+MAX_SEEDS = 10_000  # seeds of one command: beyond it, a range is a typo, not a plan
+
+
 def seeds_type(text: str) -> list[int]:
     """``0,1,2`` or ``0-4`` (inclusive) or a mix: ``0-2,7``."""
+    from bench.config import MAX_SEED
+
     seeds: list[int] = []
     try:
         for part in text.split(","):
             low, _, high = part.strip().partition("-")
             first, last = int(low), int(high) if high else int(low)
-            if first < 0 or last < first:
+            if first < 0 or last < first or last > MAX_SEED:
                 raise ValueError
+            if len(seeds) + last - first + 1 > MAX_SEEDS:
+                raise argparse.ArgumentTypeError(
+                    f"at most {MAX_SEEDS} seeds, but {text!r} names "
+                    f"{len(seeds) + last - first + 1:,}; give a shorter range such as 0-4")
             seeds.extend(range(first, last + 1))
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"seeds must be non-negative integers like 0,1,2 or 0-4, but got {text!r}"
+            f"seeds must be integers in 0..2**63-1 like 0,1,2 or 0-4, but got {text!r}"
         ) from None
     return list(dict.fromkeys(seeds))
 
@@ -61,8 +71,9 @@ def _positive(kind: type, what: str) -> Callable[[str], Any]:
             value = kind(text)
         except ValueError:
             value = None
-        if value is None or not value > 0 or value != value:
-            raise argparse.ArgumentTypeError(f"{what} must be {kind.__name__} > 0, got {text!r}")
+        if value is None or not value > 0 or not math.isfinite(value):
+            raise argparse.ArgumentTypeError(
+                f"{what} must be a finite {kind.__name__} > 0, but got {text!r}")
         return value
 
     return parse
@@ -155,6 +166,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     status = EXIT_OK
     # as_default_store: a search keeps its Optuna study beside (or, for a URL, in) this store.
     with open_store(args.store) as store, as_default_store(args.store):
+        store.check_writable()  # a store that cannot take the result: before anything trains
         for i, config in enumerate(configs, 1):
             if store.has(config.run_id) and not args.force:
                 result = store.get(config.run_id)
@@ -264,16 +276,26 @@ def export_arguments(parser: argparse.ArgumentParser) -> None:
     )
     store_argument(parser)
     parser.add_argument("--out", type=Path, help="output file (default: results/bench.<format>)")
+    parser.add_argument(
+        "--checkpoint", action="store_true",
+        help="first fold the store's write-ahead log (the -wal file) into the .sqlite file, so "
+        "that the file alone holds every run (then it can be copied on its own)",
+    )
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Every stored run as a flat table (CSV or Parquet) or as complete records (JSON lines)."""
+    from bench.errors import output_path
     from bench.store import open_store, store_exists
 
     if args.store is not None and not store_exists(args.store):
         raise UserError(f"no results store at {str(args.store)!r}; run something first")
-    out = args.out or Path("results") / f"bench.{args.format}"
-    with open_store(args.store) as store:
+    out = output_path(args.out or Path("results") / f"bench.{args.format}", "export file")
+    # Exporting only reads (a store on a read-only mount exports); --checkpoint writes.
+    with open_store(args.store, readonly=not args.checkpoint) as store:
+        if args.checkpoint and hasattr(store, "checkpoint"):
+            store.checkpoint()
+            print(f"checkpointed {store.path}: the file alone holds every run")
         n = len(store)
         if args.format == "jsonl":
             from bench.report.load import write_jsonl
@@ -373,7 +395,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit code."""
+    """Run the command line; returns the exit code.
+
+    Every failure that is not a run's is one line on stderr and exit 2: a ``UserError`` as
+    its message; an environment fault (a disk, a database, memory) as what failed; anything
+    else as one line naming a log file that holds its traceback.
+    """
+    import sqlite3
+
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args))
@@ -383,3 +412,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted; stored runs are kept, run again to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except OSError as e:
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"error: {e.strerror or e}{where}; check the path, its permissions and the free "
+              "space", file=sys.stderr)
+        return EXIT_USER
+    except sqlite3.DatabaseError as e:
+        print(f"error: the results store failed: {e}; check the --store file", file=sys.stderr)
+        return EXIT_USER
+    except MemoryError:
+        print("error: out of memory; give a smaller plan (fewer seeds, runs or workers)",
+              file=sys.stderr)
+        return EXIT_USER
+    except Exception as e:  # a bug: one line here, the traceback in a file
+        log = _write_traceback()
+        print(f"error: internal error {type(e).__name__}: {' '.join(str(e).split())[:200]} "
+              f"(traceback in {log}; please report it)", file=sys.stderr)
+        return EXIT_USER
+
+
+def _write_traceback() -> str:
+    """The current exception's traceback in a new file under the temporary folder."""
+    import tempfile
+    import traceback
+
+    with tempfile.NamedTemporaryFile("w", prefix="bench-error-", suffix=".log",
+                                     delete=False) as f:
+        traceback.print_exc(file=f)
+    return f.name

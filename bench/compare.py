@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.config import device_kind
-from bench.errors import UserError
+from bench.errors import UserError, write_output
 from bench.record import DONE, RunResult
 from bench.report.load import load_results
 from bench.report.structure import canonical_method
@@ -316,7 +316,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--fail-on",
         default=DEFAULT_FAIL_ON,
         help=f"thresholds METRIC:+AMOUNT[pp|%%], comma-separated; metrics: "
-        f"{', '.join(METRICS)} (default {DEFAULT_FAIL_ON!r}; '' for none)",
+        f"{', '.join(METRICS)} (default {DEFAULT_FAIL_ON.replace('%', '%%')!r}; '' for none)",
     )
     parser.add_argument("--out", type=Path, help="also write the markdown to this file")
 
@@ -334,8 +334,7 @@ def run_cli(args: argparse.Namespace) -> int:
     text = to_markdown(result, str(args.baseline), str(args.candidate))
     sys.stdout.write(text)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+        write_output(args.out, text)
     return 1 if result.regressions else 0
 
 

@@ -10,11 +10,19 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from bench import CODE_VERSION
 from bench.errors import UserError
+
+# Intra-op threads of every run on the CPU, wherever it runs (``bench run``, any suite worker): a
+# reduction split over more threads rounds differently, and a run's numbers must not depend on
+# the slot that trained it. Parallelism on the CPU is across runs (``--cpu-workers``).
+CPU_THREADS = 1
+MAX_STEPS = 10**9  # a billion optimizer steps: far beyond any run, below every counter's range
+MAX_SEED = 2**63 - 1  # seeds are stored as SQLite INTEGERs (signed 64-bit)
 
 
 @dataclass(frozen=True)
@@ -29,10 +37,19 @@ class Budget:
     seconds: float | None = None
 
     def __post_init__(self) -> None:
-        for name in ("steps", "epochs", "seconds"):
+        steps = self.steps
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int)
+                                  or not 0 < steps <= MAX_STEPS):
+            raise UserError(f"budget steps must be a whole number in 1..{MAX_STEPS:.0e}, but got "
+                            f"steps={steps!r}")
+        for name in ("epochs", "seconds"):
             value = getattr(self, name)
-            if value is not None and not value > 0:
-                raise UserError(f"budget {name} must be > 0, but got {name}={value!r}")
+            if value is None:
+                continue
+            if (isinstance(value, bool) or not isinstance(value, (int, float))
+                    or not math.isfinite(value) or not value > 0):
+                raise UserError(f"budget {name} must be a finite number > 0, but got "
+                                f"{name}={value!r}")
 
     def label(self) -> str:
         parts = []
@@ -60,6 +77,11 @@ class RunConfig:
     budget: Budget = field(default_factory=Budget)
     device: str = "cpu"
     options: tuple[tuple[str, Any], ...] = ()
+
+    def __post_init__(self) -> None:
+        seed = self.seed
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+            raise UserError(f"seed must be a whole number in 0..2**63-1, but got seed={seed!r}")
 
     def option(self, key: str, default: Any = None) -> Any:
         return dict(self.options).get(key, default)

@@ -24,6 +24,7 @@ import gzip
 import hashlib
 import math
 import os
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -228,10 +229,17 @@ def _download(dataset: str, root: Path) -> None:
 
 
 def _read_bytes(path: Path) -> bytes:
-    if path.suffix == ".gz":
-        with gzip.open(path, "rb") as f:
-            return f.read()
-    return path.read_bytes()
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as f:
+                return f.read()
+        return path.read_bytes()
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:  # truncated, or not gzip at all
+        raise DataError(f"{path} is damaged ({type(e).__name__}: {e or 'ends too early'}); "
+                        "replace it (see the data README) or delete it from the cache to "
+                        "download it again") from None
+    except OSError as e:
+        raise DataError(f"cannot read {path}: {e.strerror or e}") from None
 
 
 def _parse_idx(raw: bytes, path: Path) -> Tensor:
@@ -409,6 +417,9 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[Tensor, Tenso
         raise UserError(f"holdout must be in (0, 1), but got holdout={val_fraction!r}")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     n_val = int(n * val_fraction)
+    if n_val == 0:
+        raise UserError(f"holdout={val_fraction!r} of {n} samples holds out none; give a larger "
+                        "fraction (or 0 to hold out nothing)")
     return perm[n_val:], perm[:n_val]
 
 

@@ -26,7 +26,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
-from bench.config import RunConfig
+from bench.config import CPU_THREADS, RunConfig
 from bench.errors import BenchError, UserError
 from bench.record import DIVERGED, DONE, FAILED
 from bench.suite import LEARNED_FROM, resolve_dependent
@@ -59,13 +59,18 @@ def cpu_cores() -> int:
 
 
 def cpu_slots(workers: int) -> list[Slot]:
-    """``workers`` CPU slots sharing the cores fairly (``OMP_NUM_THREADS`` caps each one)."""
+    """``workers`` CPU slots, one core each.
+
+    Every CPU run computes with ``bench.config.CPU_THREADS`` (one) intra-op thread, however many
+    workers share the machine: a matrix product split over two threads rounds differently, and a
+    run's numbers must not depend on the slot that trained it (its id does not name the slot).
+    """
     if workers < 1:
         raise UserError(f"--cpu-workers must be >= 1, but got {workers}")
-    threads = max(1, cpu_cores() // workers)
-    if os.environ.get("OMP_NUM_THREADS", "").isdigit():
-        threads = max(1, min(threads, int(os.environ["OMP_NUM_THREADS"])))
-    return [Slot(f"cpu{i}", "cpu", threads) for i in range(workers)]
+    if workers > cpu_cores():
+        raise UserError(f"--cpu-workers must be at most the {cpu_cores()} cores of this machine "
+                        f"(a worker per core), but got {workers}")
+    return [Slot(f"cpu{i}", "cpu", CPU_THREADS) for i in range(workers)]
 
 
 def visible_gpus() -> list[str]:
@@ -526,7 +531,10 @@ class Scheduler:
             config = worker.running
             record = failed_record(config, f"worker died while running ({reason})",
                                    started=worker.started_iso, in_worker=False)
-            self.store.put(record)
+            try:
+                self.store.put(record)
+            except BenchError as e:  # the store and its side file are gone: the suite goes on
+                print(f"warning: {e}", file=sys.stderr, flush=True)
             self.finish(worker.slot, config, FAILED, record.error,
                         time.perf_counter() - worker.started)
         elif worker.pid is None:
@@ -660,6 +668,7 @@ def run_cli(args: Any) -> int:
         print(f"suite {suite.name}: {suite.description}\nstore: {safe_url(store_path)}",
               flush=True)
         store = scheduler.store = open_store(store_path)
+        store.check_writable()  # before any run trains: a result must have somewhere to go
     except BaseException:
         scheduler.terminate()
         raise

@@ -30,6 +30,7 @@ options. Its id is therefore known only after the parent ran.
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +62,31 @@ RESERVED_OPTIONS = ("jobs_per_gpu", "parent", LEARNED_FROM)
 # suite must not import torch.)
 RUN_OPTIONS = ("batch_size", "eval_every", "hyper_every", "check_every", "warmup_steps",
                "diverge_factor", "holdout", "storage")
+
+
+
+def _whole(low: int) -> Any:
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and low <= v <= 10**9
+
+
+def _real(check: Any) -> Any:
+    return lambda v: (isinstance(v, (int, float)) and not isinstance(v, bool)
+                      and math.isfinite(v) and check(v))
+
+
+# What each run option must be (the training loop checks them again, but only once a run starts:
+# a suite file's mistake is caught here with its file, line and key).
+OPTION_RULES: dict[str, tuple[Any, str]] = {
+    "batch_size": (_whole(1), "a whole number >= 1"),
+    "eval_every": (_real(lambda v: v > 0), "a number of epochs > 0"),
+    "hyper_every": (_whole(1), "a whole number of steps >= 1"),
+    "check_every": (_whole(1), "a whole number of steps >= 1"),
+    "warmup_steps": (_whole(0), "a whole number of steps >= 0"),
+    "diverge_factor": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+                       and v > 0, "a number > 0 (inf turns the test off)"),
+    "holdout": (_real(lambda v: 0 <= v < 1), "a fraction in [0, 1)"),
+    "storage": (lambda v: isinstance(v, str) and bool(v), "an Optuna storage URL or path"),
+}
 
 
 @dataclass(frozen=True)
@@ -172,7 +198,14 @@ def load_suite(name_or_path: str | Path, *, validate: bool = True) -> Suite:
             workload or method (listing the valid names).
     """
     path = suite_path(name_or_path)
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        line = path.read_bytes()[: e.start].count(b"\n") + 1
+        raise UserError(f"{path}:{line}: not UTF-8 text (byte {e.start}); save the suite file "
+                        "as UTF-8") from None
+    except OSError as e:
+        raise UserError(f"cannot read suite file {str(path)!r}: {e.strerror or e}") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -224,9 +257,12 @@ class _Parser:
             "options": self.options(data.get("options", {}), 1),
         }
         groups = data.get("group")
-        if not isinstance(groups, list) or not groups:
-            raise UserError(f"{self.path}: a suite needs at least one [[group]] table "
-                            "with workloads and methods")
+        if not isinstance(groups, list) or not groups or not all(
+            isinstance(g, dict) for g in groups
+        ):
+            line = self.line_of("group") or 1
+            raise UserError(f"{self.path}:{line}: a suite needs at least one [[group]] table "
+                            "with workloads and methods (write [[group]] on a line of its own)")
         parsed = tuple(self.group(g, i, defaults) for i, g in enumerate(groups))
         return Suite(self.path.stem, description, self.path, parsed)
 
@@ -234,9 +270,12 @@ class _Parser:
         start = self.group_lines[index] if index < len(self.group_lines) else 1
         self.check_keys(g, GROUP_KEYS, f"[[group]] number {index + 1}", start)
         for key in ("workloads", "methods"):
-            if not g.get(key) or not all(isinstance(x, str) for x in g[key]):
+            value = g.get(key)
+            if not isinstance(value, list) or not value or not all(
+                isinstance(x, str) for x in value
+            ):
                 raise self.error(f"[[group]] number {index + 1} needs {key}, a non-empty list "
-                                 "of names", key, start)
+                                 f"of names such as [\"mnist-mlp\"], but got {value!r}", key, start)
         methods = self.expand(g["methods"], g.get("vary", {}), start)
         options = dict(defaults["options"]) | dict(self.options(g.get("options", {}), start))
         group = Group(
@@ -254,11 +293,11 @@ class _Parser:
     # values ---------------------------------------------------------------------------------
 
     def seeds(self, value: Any, start: int) -> tuple[int, ...]:
-        if not isinstance(value, list) or not value or not all(
-            isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value
+        if not isinstance(value, list) or not value or len(value) > 10_000 or not all(
+            isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= 2**63 - 1 for s in value
         ):
-            raise self.error(f"seeds must be a non-empty list of integers >= 0, but got {value!r}",
-                             "seeds", start)
+            raise self.error("seeds must be a non-empty list (at most 10,000) of integers in "
+                             f"0..2**63-1, but got {value!r}"[:300], "seeds", start)
         return tuple(value)
 
     def budgets(self, value: Any, start: int) -> tuple[Budget, ...]:
@@ -286,6 +325,10 @@ class _Parser:
             if self.validate and key not in RUN_OPTIONS:
                 raise self.error(f"unknown option {key!r}; valid options: {', '.join(RUN_OPTIONS)}",
                                  key, start)
+            rule = OPTION_RULES.get(key)
+            if rule is not None and not rule[0](value[key]):
+                raise self.error(f"option {key} must be {rule[1]}, but got {key} = "
+                                 f"{value[key]!r}", key, start)
         return tuple(sorted(value.items()))
 
     def flag(self, value: Any, key: str, start: int) -> bool:

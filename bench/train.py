@@ -31,7 +31,7 @@ import torch._dynamo  # noqa: F401 - torch.optim imports it on first use (second
 from torch import Tensor, nn
 
 from bench import measure
-from bench.config import RunConfig
+from bench.config import CPU_THREADS, RunConfig
 from bench.errors import UserError
 from bench.methods import OptimizerSetup, parse_method
 from bench.record import DIVERGED, DONE, FAILED, RunResult
@@ -82,6 +82,8 @@ def train(
     if method.kind == "search":
         return method.search(config, train=train, storage=config.option("storage"))
     device = resolve_device(config.device)
+    if device.type == "cpu":  # the same numbers whichever process trains it (bench.config)
+        torch.set_num_threads(CPU_THREADS)
     data = load_data(workload, device, config.seed, holdout(config))
     plan = Plan.make(config, workload, data)
 

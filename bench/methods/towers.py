@@ -60,6 +60,9 @@ class Call:
     kwargs: dict[str, Any] = field(default_factory=dict)
 
 
+FLOAT32_MAX = 3.4028234663852886e38
+
+
 def parse_call(text: str) -> Call:
     """Parse ``name(args)``; values are Python literals, or bare names (``learn=lr``)."""
     match = _LEVEL.match(text)
@@ -85,11 +88,22 @@ def _literal(node: ast.expr, text: str) -> Any:
     if isinstance(node, ast.Tuple) and all(isinstance(e, ast.Name) for e in node.elts):
         return tuple(e.id for e in node.elts if isinstance(e, ast.Name))
     try:
-        return ast.literal_eval(node)
+        value = ast.literal_eval(node)
     except ValueError as e:
         raise UserError(
             f"argument {ast.unparse(node)!r} in {text.strip()!r} is not a number, bool or tuple"
         ) from e
+    for number in value if isinstance(value, tuple) else (value,):
+        if isinstance(number, (int, float)) and not isinstance(number, bool):
+            check_representable(number, f"argument {ast.unparse(node)!r} in {text.strip()!r}")
+    return value
+
+
+def check_representable(number: float, what: str) -> None:
+    """Hyperparameters live in float32 tensors: a value beyond its range would train as inf."""
+    if not math.isfinite(number) or abs(number) > FLOAT32_MAX:
+        raise UserError(f"{what} must be finite and at most {FLOAT32_MAX:.3g} in magnitude (the "
+                        f"training dtype, float32), but got {number!r}")
 
 
 def format_value(value: Any) -> str:

@@ -66,7 +66,7 @@ def read_store(location: str | Path) -> list[RunResult]:
 
     if not store_exists(location):
         raise UserError(f"no results store at {str(location)!r}; run a suite or give an export")
-    store = open_store(location)
+    store = open_store(location, readonly=True)
     try:
         return list(store.results())
     finally:
@@ -105,7 +105,10 @@ def read_jsonl(path: str | Path) -> list[RunResult]:
         if not line.strip():
             continue
         try:
-            results.append(RunResult.from_dict(json.loads(line)))
+            record = json.loads(line)
+            if not isinstance(record, dict):
+                raise TypeError(f"a JSON {type(record).__name__}, not an object")
+            results.append(RunResult.from_dict(record))
         except (json.JSONDecodeError, TypeError, ValueError) as e:
             raise UserError(
                 f"{path}:{number}: not a result record ({e}); a JSON-lines results file holds "
@@ -120,7 +123,12 @@ def read_flat(path: str | Path) -> list[RunResult]:
     import pandas as pd
 
     path = Path(path)
-    frame = pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path)
+    try:
+        frame = pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path)
+    except (OSError, ValueError, UnicodeDecodeError) as e:  # pyarrow's errors are among these
+        first = " ".join(str(e).split())[:200]
+        raise UserError(f"{str(path)!r} is not a readable {path.suffix[1:]} export ({first}); "
+                        "make it again with `python -m bench export`") from None
     missing = [k for k in ("workload", "method", "status") if k not in _columns(frame)]
     if missing:
         raise UserError(

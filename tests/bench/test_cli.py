@@ -47,10 +47,10 @@ def test_subcommands_come_from_one_table():
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        ([*RUN, "--seeds", "a"], "seeds must be non-negative integers"),
+        ([*RUN, "--seeds", "a"], "seeds must be integers in 0..2**63-1"),
         ([*RUN, "--seeds", "3-1"], "seeds must be"),
-        ([*RUN, "--steps", "0"], "--steps must be int > 0"),
-        ([*RUN, "--epochs", "x"], "--epochs must be float > 0"),
+        ([*RUN, "--steps", "0"], "--steps must be a finite int > 0"),
+        ([*RUN, "--epochs", "x"], "--epochs must be a finite float > 0"),
         ([*RUN, "--steps", "5", "--epochs", "1"], "not allowed with argument"),
         (["run", "--workload", "mnist-mpl", "--method", "torch.sgd(0.1)"], "mnist-mlp"),
         (["run", "--workload", "mnist-mlp", "--method", "torch.sgd(lr=-1)"], "learning rate"),

@@ -81,10 +81,10 @@ workloads = ["mnist-logreg"]
 methods = ["tpe(base=sgd, budget=2)"]
 
 [[group]]
-label = "a run that raises: a batch size the loop refuses"
+label = "a run that raises: a holdout that holds out no image"
 workloads = ["mnist-logreg"]
 methods = ["sgd(lr=0.2)"]
-options = { batch_size = -1 }
+options = { holdout = 1e-9 }
 """  # 6 runs, 2 dependents
 
 
@@ -131,7 +131,7 @@ def test_a_suite_on_ray_equals_the_local_scheduler_and_resumes(cluster, tmp_path
 
     a = assert_same_results(on_ray, local, 8)
     failed = next(r for r in a.values() if r.status == FAILED)
-    assert "batch_size" in failed.error
+    assert "holds out none" in failed.error
 
     # Resume: only the failed run trains again (a failure is never cached).
     code, out = cli("suite", str(suite), "--executor", "ray", "--store", str(on_ray),

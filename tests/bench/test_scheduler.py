@@ -198,11 +198,11 @@ def test_a_killed_worker_and_a_raising_run_are_failed_and_the_rest_finishes(tmp_
         budgets = [{ steps = 400 }]
 
         [[group]]
-        label = "a run that raises: a batch size the loop refuses"
+        label = "a run that raises: a holdout that holds out no image"
         workloads = ["mnist-mlp"]
         methods = ["sgd(lr=0.2)"]
         budgets = [{ steps = 5 }]
-        options = { batch_size = -1 }
+        options = { holdout = 1e-9 }
 
         [[group]]
         workloads = ["mnist-mlp"]
@@ -225,7 +225,7 @@ def test_a_killed_worker_and_a_raising_run_are_failed_and_the_rest_finishes(tmp_
         raised = s.results(method=parse_method("sgd(0.2)").name)[0]
     assert victim_record.status == FAILED
     assert "worker died" in victim_record.error and "SIGKILL" in victim_record.error
-    assert raised.status == FAILED and "batch_size" in raised.error
+    assert raised.status == FAILED and "holds out none" in raised.error
     assert rows[parse_method("sgd(0.05)").name]["status"] == DONE
     assert rows["torch.sgd(lr=0.1)"]["status"] == DONE
     assert "2 done, 0 diverged, 2 failed" in text, text
@@ -329,4 +329,4 @@ def test_longest_runs_are_estimated_longest():
     short = next(c for c in plan if c.workload == "mnist-mlp")
     assert estimate_steps(short) == 200
     paper = load_suite("paper-mnist").plan()[0]
-    assert estimate_steps(paper) == 30 * 211  # 54,000 training images / 256, 30 epochs
+    assert estimate_steps(paper) == 30 * 235  # all 60,000 training images / 256, 30 epochs
