@@ -72,7 +72,9 @@ def test_paper_mnist_has_table1_rows_3_seeds_30_epochs_and_dependents_after_pare
 def test_sensitivity_grid_spans_1e_8_to_1_with_9_points_per_height():
     plan = load_suite("sensitivity").plan()
     methods = {c.method for c in plan}
-    assert len(methods) >= 9 * (5 + 4)  # SGD heights 0-4, Adam heights 0-3
+    assert len(methods) == 9 * (4 + 4)  # SGD and Adam heights 0-3, as the paper's figure
+    heights = {c.method.count("/") for c in plan}
+    assert heights == {0, 1, 2, 3}
     assert {c.seed for c in plan} == {0, 1, 2}
 
 
