@@ -310,17 +310,27 @@ class Store:
         path = self.pending_path
         if not path.is_file():
             return
-        results = []
+        imported, kept = 0, []
         for number, line in enumerate(path.read_text().splitlines(), 1):
             try:
-                results.append(RunResult.from_dict(json.loads(line)))
+                result = RunResult.from_dict(json.loads(line))
             except (ValueError, TypeError) as e:
                 # A line cut short by a kill: the rest are still worth having.
                 print(f"warning: {path}:{number}: not a result ({e}); skipped", file=sys.stderr)
-        for result in results:
-            self._put(result)
-        path.unlink()
-        print(f"note: imported {len(results)} result(s) that an earlier run could not write "
+                continue
+            try:
+                self._put(result)
+                imported += 1
+            except (sqlite3.DatabaseError, OverflowError) as e:
+                # Still not writable (a number SQLite cannot hold): keep it in the side file.
+                print(f"warning: {path}:{number}: run {result.run_id} still cannot be written "
+                      f"({e}); left in the side file", file=sys.stderr)
+                kept.append(line)
+        if kept:
+            path.write_text("".join(f"{line}\n" for line in kept))
+        else:
+            path.unlink()
+        print(f"note: imported {imported} result(s) that an earlier run could not write "
               f"into {str(self.path)!r} (from {str(path)!r})", file=sys.stderr, flush=True)
 
     def checkpoint(self) -> None:

@@ -143,6 +143,12 @@ class TowerMethod(SingleRunMethod):
             self.name = hypergrad.canonical(spec)
         except ValueError as e:
             raise UserError(f"{e} (other methods: `python -m bench list methods`)") from e
+        for level, (cls, args) in enumerate(hypergrad.parse(self.name)):
+            for key, value in args.items():
+                for number in value if isinstance(value, tuple) else (value,):
+                    if isinstance(number, (int, float)) and not isinstance(number, bool):
+                        check_representable(number, f"level {level} ({cls.name}) {key}={number!r}"
+                                            f" in {self.name!r}")
 
     def setup(
         self,
