@@ -207,6 +207,8 @@ def _sgd_tensor(p: Tensor, g: Tensor, state: dict[str, Any], *, lr: float | Tens
     u = d
     if on:
         buf = state.get("momentum_buffer")
+        if buf is not None and save_prev and "hg_buf_prev" not in state:
+            state["hg_buf_prev"] = torch.zeros_like(buf)  # a torch.optim checkpoint's state
         if buf is None:
             buf = state["momentum_buffer"] = d.detach().clone()
             if save_prev:

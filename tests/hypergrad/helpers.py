@@ -128,3 +128,38 @@ def tower_and_model(spec: str, **kw: Any) -> tuple[hypergrad.Tower, nn.Module]:
 
 def clone_model(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model)
+
+
+def random_batches(n: int, seed: int = 0, dtype: torch.dtype = torch.float32,
+                   ) -> list[tuple[Tensor, Tensor]]:
+    """``n`` batches of 16 random MNIST-shaped images and labels (no data needed)."""
+    g = torch.Generator().manual_seed(seed)
+    return [(torch.randn(16, 784, generator=g, dtype=dtype),
+             torch.randint(0, 10, (16,), generator=g)) for _ in range(n)]
+
+
+def with_args(spec: str, args: str) -> str:
+    """``spec`` with ``args`` added to its level 0: ``with_args("adam(0.001)/sgd(1e-5)",
+    "maximize=true")`` is ``"adam(0.001, maximize=true)/sgd(1e-5)"``."""
+    head, slash, rest = spec.partition("/")
+    return f"{head[:-1]}, {args}){slash}{rest}"
+
+
+def assert_same_weights(a: nn.Module, b: nn.Module, exact: bool = True) -> None:
+    """The two models' parameters bit for bit (``exact``), else to float64 rounding."""
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        if exact:
+            assert torch.equal(p, q)
+        else:
+            torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-14)
+
+
+def saved(obj: Any) -> Any:
+    """``obj`` through ``torch.save`` and ``torch.load``, as a checkpoint is (a state dict in
+    memory shares the optimizer's state tensors)."""
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)

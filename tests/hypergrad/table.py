@@ -199,3 +199,37 @@ ERRORS: tuple[tuple[str, str], ...] = (
     ("sgd(lr=)", r"expected a value for 'lr' at position 7"),
     ("sgd(0.1)*sgd(0.2)", r"unexpected character '\*'"),
 )
+
+
+# ---------------------------------------------------------------------------------------------
+# torch.optim's switches (maximize, amsgrad, decoupled_weight_decay) at height 0 against
+# torch.optim, on both paths; FAMILIES: each family as (spec, the step size of an SGD level
+# above it, torch's class), for the tests of the other switches and of checkpoints.
+
+SWITCH_ROWS: tuple[tuple[str, Callable[[Any], torch.optim.Optimizer]], ...] = (
+    ("sgd(0.05, maximize=true)", lambda p: torch.optim.SGD(p, lr=0.05, maximize=True)),
+    ("sgd(0.05, momentum=0.9, nesterov=true, maximize=true)",
+     lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True, maximize=True)),
+    ("adam(0.001, maximize=true)", lambda p: torch.optim.Adam(p, lr=1e-3, maximize=True)),
+    ("adam(0.001, amsgrad=true)", lambda p: torch.optim.Adam(p, lr=1e-3, amsgrad=True)),
+    ("adam(0.001, weight_decay=0.01, amsgrad=true, maximize=true)",
+     lambda p: torch.optim.Adam(p, lr=1e-3, weight_decay=0.01, amsgrad=True, maximize=True)),
+    ("adam(0.001, weight_decay=0.01, decoupled_weight_decay=true)",
+     lambda p: torch.optim.Adam(p, lr=1e-3, weight_decay=0.01, decoupled_weight_decay=True)),
+    ("adamw(0.001, amsgrad=true, maximize=true)",
+     lambda p: torch.optim.AdamW(p, lr=1e-3, amsgrad=True, maximize=True)),
+    ("adagrad(0.01, lr_decay=0.01, maximize=true)",
+     lambda p: torch.optim.Adagrad(p, lr=0.01, lr_decay=0.01, maximize=True)),
+    ("rmsprop(0.01, maximize=true)", lambda p: torch.optim.RMSprop(p, lr=0.01, maximize=True)),
+    ("rmsprop(0.001, alpha=0.9, momentum=0.9, centered=true, maximize=true)",
+     lambda p: torch.optim.RMSprop(p, lr=0.001, alpha=0.9, momentum=0.9, centered=True,
+                                   maximize=True)),
+)
+
+FAMILIES: tuple[tuple[str, float, type[torch.optim.Optimizer]], ...] = (
+    ("sgd(0.05, momentum=0.9)", 1e-3, torch.optim.SGD),
+    ("adam(0.001)", 1e-5, torch.optim.Adam),
+    ("adamw(0.001)", 1e-5, torch.optim.AdamW),
+    ("adagrad(0.01)", 1e-3, torch.optim.Adagrad),
+    ("rmsprop(0.001)", 1e-4, torch.optim.RMSprop),
+)

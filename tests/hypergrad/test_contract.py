@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -45,13 +45,6 @@ SPECS = (
     "adam(0.001)/sgd(1e-5)",
     "rmsprop(0.001, learn=lr, lr_per=group)/sgd(1e-4)",
 )
-
-
-@pytest.fixture(params=[True, False], ids=["float-path", "tensor-path"])
-def path(request: pytest.FixtureRequest) -> Iterator[bool]:
-    hypergrad.Tower.cpu_floats = request.param
-    yield request.param
-    hypergrad.Tower.cpu_floats = True
 
 
 def _batches(n: int, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
