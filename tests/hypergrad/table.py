@@ -226,10 +226,12 @@ SWITCH_ROWS: tuple[tuple[str, Callable[[Any], torch.optim.Optimizer]], ...] = (
                                    maximize=True)),
 )
 
-FAMILIES: tuple[tuple[str, float, type[torch.optim.Optimizer]], ...] = (
-    ("sgd(0.05, momentum=0.9)", 1e-3, torch.optim.SGD),
-    ("adam(0.001)", 1e-5, torch.optim.Adam),
-    ("adamw(0.001)", 1e-5, torch.optim.AdamW),
-    ("adagrad(0.01)", 1e-3, torch.optim.Adagrad),
-    ("rmsprop(0.001)", 1e-4, torch.optim.RMSprop),
+FAMILIES: tuple[tuple[str, float, Callable[[Any], torch.optim.Optimizer]], ...] = (
+    ("sgd(0.05, momentum=0.9)", 1e-3, lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9)),
+    ("adam(0.001)", 1e-5, lambda p: torch.optim.Adam(p, lr=1e-3)),
+    ("adamw(0.001)", 1e-5, lambda p: torch.optim.AdamW(p, lr=1e-3)),
+    ("adagrad(0.01)", 1e-3, lambda p: torch.optim.Adagrad(p, lr=0.01)),
+    ("rmsprop(0.001)", 1e-4, lambda p: torch.optim.RMSprop(p, lr=1e-3)),
+    ("rmsprop(0.001, momentum=0.9, centered=true)", 1e-4,
+     lambda p: torch.optim.RMSprop(p, lr=1e-3, momentum=0.9, centered=True)),
 )

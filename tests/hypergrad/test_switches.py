@@ -61,8 +61,8 @@ def test_height_0_switches_equal_torch_optim(spec, make_torch, path):
         assert losses[-1] > losses[0]  # it went uphill
 
 
-@pytest.mark.parametrize(("spec", "kappa", "torch_cls"), FAMILIES, ids=[f[0] for f in FAMILIES])
-def test_maximize_at_height_1_is_minimising_the_negated_loss(spec, kappa, torch_cls, path):
+@pytest.mark.parametrize(("spec", "kappa", "make_torch"), FAMILIES, ids=[f[0] for f in FAMILIES])
+def test_maximize_at_height_1_is_minimising_the_negated_loss(spec, kappa, make_torch, path):
     batches = helpers.random_batches(4)
     tall = f"{spec}/sgd({kappa!r})"
     model = helpers.mlp(dtype=torch.float32)
@@ -79,8 +79,8 @@ def test_maximize_at_height_1_is_minimising_the_negated_loss(spec, kappa, torch_
 
 
 @pytest.mark.parametrize("height", [0, 1])
-@pytest.mark.parametrize(("spec", "kappa", "torch_cls"), FAMILIES, ids=[f[0] for f in FAMILIES])
-def test_foreach_false_gives_the_same_numbers(spec, kappa, torch_cls, height, path):
+@pytest.mark.parametrize(("spec", "kappa", "make_torch"), FAMILIES, ids=[f[0] for f in FAMILIES])
+def test_foreach_false_gives_the_same_numbers(spec, kappa, make_torch, height, path):
     """Tensor by tensor (torch's for-loop) instead of the flat group: the same trajectory, to
     float64 rounding (bit for bit on the float path, which is tensor by tensor anyway)."""
     batches = helpers.random_batches(4, dtype=torch.float64)
