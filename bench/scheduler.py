@@ -9,17 +9,24 @@ Guarantees:
       ``failed`` with the reason; a dead worker is replaced and the suite goes on.
     - Ctrl-C (or SIGTERM) stops: finished runs stay in the store, running ones are discarded
       (their workers are terminated before writing anything; a write is one transaction).
+    - Two invocations on one store train each run once: a run is leased (``Store.claim``) before
+      it is sent to a worker, the lease renewed while it trains; a run another live invocation
+      holds waits, and is taken as stored when that one stores it (or taken over when its lease
+      lapses: that invocation died).
 """
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import math
 import multiprocessing as mp
 import os
 import signal
+import socket
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
@@ -29,6 +36,7 @@ from typing import Any
 from bench.config import CPU_THREADS, RunConfig
 from bench.errors import BenchError, UserError
 from bench.record import DIVERGED, DONE, FAILED
+from bench.store import HEARTBEAT_SECONDS, HELD, STORED
 from bench.suite import LEARNED_FROM, resolve_dependent
 from bench.worker import WorkerSpec, failed_record
 from bench.worker import main as worker_main
@@ -357,6 +365,11 @@ class Scheduler:
         self.costs: dict[str, float] = {}
         self.summary = Summary()
         self.order = 0
+        # Leases: who this invocation is in the store, and the runs another one holds.
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.held: list[RunConfig] = []
+        self.announced: set[str] = set()
+        self.last_heartbeat = time.monotonic()
 
     # planning -------------------------------------------------------------------------------
 
@@ -428,12 +441,18 @@ class Scheduler:
             for slot in self.slots[: max(0, to_train)]:
                 if slot.name not in self.workers:
                     self.spawn(slot)
-            while self.queue or self.waiting or any(w.running for w in self.workers.values()):
+            while (self.queue or self.waiting or self.held
+                   or any(w.running for w in self.workers.values())):
                 self.dispatch()
                 self.poll(timeout=1.0)
+                self.renew()
         except BaseException:
             self.summary.interrupted = sum(1 for w in self.workers.values() if w.running)
+            running = [w.running for w in self.workers.values() if w.running]
             self.terminate()
+            for config in running:  # the next invocation need not wait for the leases to lapse
+                with _suppressed():
+                    self.store.release(config.run_id, self.owner)
             raise
         finally:
             self.progress.close()
@@ -470,12 +489,52 @@ class Scheduler:
 
     def dispatch(self) -> None:
         for worker in self.workers.values():
-            if worker.pid is not None and worker.running is None and self.queue:
-                config = heapq.heappop(self.queue)[-1]
+            if worker.pid is not None and worker.running is None:
+                config = self.next_claimed()
+                if config is None:
+                    return
                 worker.running, worker.started = config, time.perf_counter()
                 worker.started_iso = _now_iso()
                 worker.conn.send(("run", config.to_dict()))
                 self.progress.busy(worker.slot, worker.pid, config)
+
+    def next_claimed(self) -> RunConfig | None:
+        """The next queued run this invocation may train (leased to it), or ``None``."""
+        while self.queue:
+            config = heapq.heappop(self.queue)[-1]
+            outcome = self.store.claim(config.run_id, self.owner)
+            if outcome == STORED:
+                self.stored_elsewhere(config)
+            elif outcome == HELD:
+                if config.run_id not in self.announced:
+                    self.announced.add(config.run_id)
+                    self.progress.line(f"waiting: {describe(config)} is being trained by another "
+                                       "invocation on this store")
+                self.held.append(config)
+            else:
+                return config
+        return None
+
+    def stored_elsewhere(self, config: RunConfig) -> None:
+        """Another invocation stored ``config`` meanwhile: count it stored, free its
+        dependents."""
+        self.summary.stored += 1
+        self.progress.total -= 1
+        self.progress.line(f"stored by another invocation: {describe(config)}")
+        for dependent in self.waiting.pop(config.run_id, []):
+            if not self.release(dependent, config.run_id):
+                self.progress.total -= 1
+
+    def renew(self) -> None:
+        """Every ``HEARTBEAT_SECONDS``: renew this invocation's leases and look again at the
+        runs another one holds (stored by now, or free to take over)."""
+        if time.monotonic() - self.last_heartbeat < HEARTBEAT_SECONDS:
+            return
+        self.last_heartbeat = time.monotonic()
+        self.store.heartbeat(self.owner)
+        held, self.held = self.held, []
+        for config in held:
+            self.push(config)
 
     def poll(self, timeout: float) -> None:
         """Wait for a message or a dead worker, and handle what arrived."""
@@ -517,6 +576,8 @@ class Scheduler:
         else:
             self.summary.failed += 1
         self.summary.trained.append(config.run_id)
+        with _suppressed():  # a lease left behind only delays another invocation by its timeout
+            self.store.release(config.run_id, self.owner)
         self.progress.finished(slot, config, status, error, seconds)
         for dependent in self.waiting.pop(config.run_id, []):
             if not self.release(dependent, config.run_id):
@@ -571,6 +632,15 @@ class Scheduler:
                 worker.process.kill()
                 worker.process.join(timeout=5)
         self.workers.clear()
+
+
+@contextlib.contextmanager
+def _suppressed() -> Any:
+    """A lease write that fails (a busy or gone store) is reported, never fatal."""
+    try:
+        yield
+    except Exception as e:
+        print(f"warning: lease: {e}", file=sys.stderr, flush=True)
 
 
 def _now_iso() -> str:

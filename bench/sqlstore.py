@@ -11,6 +11,8 @@ path (``postgresql+psycopg://user@host:5432/db``); ``bench.store.open_store`` pi
   concurrent upserts of one run id (the second waits for the first's row lock), and writes of
   different run ids do not wait for each other.
 - ``has`` is true only for ``done`` and ``diverged`` results.
+- ``claim``/``heartbeat``/``release``: a run is leased to one invocation at a time (the run's
+  lease row is locked with ``SELECT ... FOR UPDATE`` while it is checked and taken).
 
 Rows hold the same columns as the SQLite store, with the record's dictionaries as JSON text
 (``json.dumps``, so floats come back bit for bit, NaN included). Optuna's tables can live in the
@@ -33,6 +35,7 @@ from sqlalchemy.dialects import postgresql
 
 from bench.errors import UserError
 from bench.record import DIVERGED, DONE, KEPT, RunResult
+from bench.store import CLAIMED, HELD, LEASE_SECONDS, STORED
 
 # Database URL schemes this store serves (the SQLAlchemy dialect, with or without a driver).
 SCHEMES = ("postgresql",)
@@ -57,6 +60,14 @@ runs = sa.Table(
     sa.Column("created", sa.DateTime(timezone=True), nullable=False,
               server_default=sa.func.now()),
     sa.Index("runs_workload_method", "workload", "method"),
+)
+# Which invocation trains a run (``bench.store``'s leases, the same rules).
+leases = sa.Table(
+    "leases",
+    _metadata,
+    sa.Column("run_id", sa.Text, primary_key=True),
+    sa.Column("owner", sa.Text, nullable=False),
+    sa.Column("heartbeat", sa.Float, nullable=False),
 )
 
 
@@ -155,6 +166,44 @@ class SQLStore:
         """Remove a run's row (nothing if absent)."""
         with self._engine.begin() as conn:
             conn.execute(sa.delete(runs).where(runs.c.run_id == run_id))
+
+    # -- leases ----------------------------------------------------------------------------------
+
+    def claim(self, run_id: str, owner: str, now: float | None = None) -> str:
+        """``bench.store.Store.claim``: ``CLAIMED``, ``STORED`` or ``HELD``."""
+        import time
+
+        now = time.time() if now is None else now
+        with self._engine.begin() as conn:
+            # Inserting first makes the lease row exist, so that FOR UPDATE has a row to lock.
+            conn.execute(postgresql.insert(leases).values(run_id=run_id, owner=owner,
+                                                          heartbeat=-1.0)
+                         .on_conflict_do_nothing(index_elements=[leases.c.run_id]))
+            row = conn.execute(sa.select(leases.c.owner, leases.c.heartbeat)
+                               .where(leases.c.run_id == run_id).with_for_update()).one()
+            stored = conn.execute(sa.select(runs.c.run_id).where(
+                runs.c.run_id == run_id, runs.c.status.in_(KEPT))).first()
+            if stored is not None:
+                if row.heartbeat < 0:
+                    conn.execute(sa.delete(leases).where(leases.c.run_id == run_id))
+                return STORED
+            if row.owner != owner and row.heartbeat > now - LEASE_SECONDS:
+                return HELD
+            conn.execute(sa.update(leases).where(leases.c.run_id == run_id)
+                         .values(owner=owner, heartbeat=now))
+            return CLAIMED
+
+    def heartbeat(self, owner: str) -> None:
+        import time
+
+        with self._engine.begin() as conn:
+            conn.execute(sa.update(leases).where(leases.c.owner == owner)
+                         .values(heartbeat=time.time()))
+
+    def release(self, run_id: str, owner: str) -> None:
+        with self._engine.begin() as conn:
+            conn.execute(sa.delete(leases).where(leases.c.run_id == run_id,
+                                                 leases.c.owner == owner))
 
     # -- reading -------------------------------------------------------------------------------
 

@@ -13,6 +13,9 @@ Guarantees (the contract the scheduler, the CLI and the reports rely on):
 - A trained result is not lost to a failing write: ``put`` retries a locked or failing database
   for ``WRITE_RETRY_SECONDS``, then appends the record to a side file beside the store
   (``NAME.pending.jsonl``), which the next ``Store`` opened on that path imports (and says so).
+- Several invocations on one store train each run once: ``claim`` leases a run to one of them
+  (the others see it ``held``, then ``stored``), ``heartbeat`` renews its leases, ``release``
+  ends one; a lease not renewed for ``LEASE_SECONDS`` (its invocation died) can be claimed.
 - The schema is checked when the file is opened (``PRAGMA user_version`` and the columns): a
   store of a newer version, a corrupt file, or one that cannot be written (for commands that
   write) is a clear error before anything trains. ``readonly=True`` opens a store that cannot be
@@ -47,6 +50,12 @@ SCHEMA_VERSION = 1
 # error) before it falls back to the side file.
 WRITE_RETRY_SECONDS = 30.0
 PENDING_SUFFIX = ".pending.jsonl"
+# A run being trained is leased to its invocation (``claim``), which renews the lease every
+# ``HEARTBEAT_SECONDS``; one not renewed for ``LEASE_SECONDS`` belongs to an invocation that died,
+# and another may take the run over (as Optuna's heartbeats do for trials).
+LEASE_SECONDS = 60.0
+HEARTBEAT_SECONDS = 10.0
+CLAIMED, STORED, HELD = "claimed", "stored", "held"
 
 
 class StoreWriteError(BenchError):
@@ -76,6 +85,11 @@ CREATE TABLE IF NOT EXISTS runs (
     created TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
 );
 CREATE INDEX IF NOT EXISTS runs_workload_method ON runs (workload, method);
+CREATE TABLE IF NOT EXISTS leases (
+    run_id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    heartbeat REAL NOT NULL
+);
 """
 
 
@@ -341,6 +355,41 @@ class Store:
     def delete(self, run_id: str) -> None:
         """Remove a run's row (nothing if absent)."""
         self._write("DELETE FROM runs WHERE run_id = ?", (run_id,))
+
+    # -- leases: one invocation trains a run -----------------------------------------------------
+
+    def claim(self, run_id: str, owner: str, now: float | None = None) -> str:
+        """Lease ``run_id`` to ``owner`` unless it is stored or another live owner holds it;
+        returns ``CLAIMED``, ``STORED`` or ``HELD`` (one transaction: no two owners claim)."""
+        now = time.time() if now is None else now
+        kept = ", ".join(f"'{s}'" for s in KEPT)
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            if self._conn.execute(f"SELECT 1 FROM runs WHERE run_id = ? AND status IN ({kept})",
+                                  (run_id,)).fetchone():
+                outcome = STORED
+            else:
+                row = self._conn.execute("SELECT owner, heartbeat FROM leases WHERE run_id = ?",
+                                         (run_id,)).fetchone()
+                if row is not None and row[0] != owner and row[1] > now - LEASE_SECONDS:
+                    outcome = HELD
+                else:
+                    self._conn.execute("INSERT OR REPLACE INTO leases VALUES (?, ?, ?)",
+                                       (run_id, owner, now))
+                    outcome = CLAIMED
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+        return outcome
+
+    def heartbeat(self, owner: str) -> None:
+        """Renew every lease ``owner`` holds."""
+        self._write("UPDATE leases SET heartbeat = ? WHERE owner = ?", (time.time(), owner))
+
+    def release(self, run_id: str, owner: str) -> None:
+        """End ``owner``'s lease of ``run_id`` (nothing if it holds none)."""
+        self._write("DELETE FROM leases WHERE run_id = ? AND owner = ?", (run_id, owner))
 
     def _write(self, sql: str, params: tuple[Any, ...]) -> None:
         self._conn.execute("BEGIN IMMEDIATE")

@@ -115,6 +115,26 @@ def test_has_get_put_delete_and_filters(location):
         assert store.get("failed") is None and len(store) == 3
 
 
+def test_a_lease_keeps_a_run_to_one_invocation_until_it_lapses_or_the_run_is_stored(location):
+    from bench.store import CLAIMED, HELD, LEASE_SECONDS, STORED
+
+    with open_store(location) as a, open_store(location) as b:
+        assert a.claim("r", "A", now=1000.0) == CLAIMED
+        assert a.claim("r", "A", now=1001.0) == CLAIMED  # its own lease: still its
+        assert b.claim("r", "B", now=1030.0) == HELD
+        lapse = 1000.0 + LEASE_SECONDS + 1
+        assert b.claim("r", "B", now=lapse) == CLAIMED  # A died: B takes over
+        assert a.claim("r", "A", now=lapse) == HELD
+        b.put(result("r"))
+        b.release("r", "B")
+        assert a.claim("r", "A") == STORED
+        assert b.claim("free", "B") == CLAIMED
+        b.heartbeat("B")  # renewed now: A cannot take it
+        assert a.claim("free", "A") == HELD
+        b.release("free", "B")
+        assert a.claim("free", "A") == CLAIMED
+
+
 def test_export_is_the_same_table_from_both_stores(location, tmp_path):
     with open_store(location) as store:
         store.put(result("a"))

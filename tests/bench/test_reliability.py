@@ -151,6 +151,27 @@ def test_a_checkpoint_leaves_every_row_in_the_sqlite_file_alone(tmp_path, capsys
         assert conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 5
 
 
+@pytest.mark.slow
+def test_two_suites_on_one_store_train_each_run_once(tmp_path, bench_data_dir):
+    suite = tmp_path / "four.toml"
+    suite.write_text(
+        'description = "four short runs"\nseeds = [0, 1]\nbudgets = [{ steps = 150 }]\n'
+        '[[group]]\nworkloads = ["mnist-mlp"]\nmethods = ["sgd(0.05)/sgd(0.01)", "adam(0.001)"]\n')
+    env = {**os.environ, "BENCH_DATA_DIR": str(bench_data_dir)}
+    store = tmp_path / "shared.sqlite"
+    command = [sys.executable, "-m", "bench", "suite", str(suite), "--cpu-workers", "1",
+               "--store", str(store), "--no-report"]
+    first, second = (subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True) for _ in range(2))
+    outputs = [p.communicate(timeout=600)[0] for p in (first, second)]
+    assert [p.returncode for p in (first, second)] == [0, 0], outputs
+    trained = [line for out in outputs for line in out.splitlines() if line.startswith("done [")]
+    assert len(trained) == 4, outputs  # each of the four runs trained by exactly one of them
+    assert len({line.split()[2] for line in trained}) == 4
+    with Store(store) as s:
+        assert len(s.results()) == 4
+
+
 # -- results do not depend on the worker count ---------------------------------------------------
 
 
