@@ -60,6 +60,16 @@ class Report:
         self.parts.append(f"![{alt}]({path.relative_to(self.out).as_posix()})")
 
 
+SEARCH_ERROR_NOTE = (
+    "A search's test error is its chosen trial's: each trial trains on the training split less "
+    "a held-out validation part (`Workload.search_holdout`: 10% of the images, 5% of the text), "
+    "the search chooses on that part, and the chosen trial's model is tested as it was trained, "
+    "not re-trained on the whole split (which would cost one more run). Single runs (towers, "
+    "schedules, hypergradient descent) train on the whole split, as both papers did; a search's "
+    "cost counts every trial it trained, pruned ones included."
+)
+
+
 def write_report(
     results: Iterable[RunResult],
     out: str | Path,
@@ -147,6 +157,8 @@ def _methods_section(report: Report, frame: pd.DataFrame) -> None:
         "has the row, but its number could not be read from any source reachable when the data "
         "was written (it is absent from the data, never guessed).",
     )
+    if (frame["family"] == st.SEARCH).any():
+        report.add(SEARCH_ERROR_NOTE)
     for setting, runs in frame.groupby("setting", sort=True):
         report.add(f"### {setting}\n\n" + tables.method_table(runs))
 
@@ -242,7 +254,8 @@ def _budget_section(report: Report, frame: pd.DataFrame) -> None:
         "## Equal budget",
         "Best-so-far test accuracy of each search (trial chosen on validation) against the "
         "cumulative cost of everything it trained, beside single runs at their own cost. "
-        "Budget levels are multiples of one single run's cost (median over single runs).",
+        "Budget levels are multiples of one single run's cost (median over single runs). "
+        + SEARCH_ERROR_NOTE,
     )
     for setting in settings:
         runs = frame[(frame["setting"] == setting) & frame["parent"].isna()]

@@ -86,6 +86,8 @@ def test_report_has_every_section_and_figure(report: Path):
     assert linked == written  # every figure is shown, every link resolves
     assert {"sensitivity.png", "overhead-mnist-mlp.png", "budget-mnist-logreg.png"} <= written
     assert any(name.startswith("trajectories-") for name in written)
+    # how a search's test error is obtained, where searches are compared with single runs
+    assert _section(text, "Equal budget").count("chosen trial's model is tested as it was") == 1
     for name in written:  # real PNGs of a readable size
         data = (report.parent / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n"
