@@ -80,7 +80,9 @@ SWITCHES = ("foreach", "fused", "capturable", "differentiable")
 honour it, never part of a spec."""
 
 LR_PER = ("optimizer", "group", "tensor")
-"""Where a learned step size lives: one for the optimizer, one per param group, one per tensor."""
+"""Where a learned step size lives: one for the optimizer, one per param group, one per tensor.
+The default (``lr_per=None``) is one for the optimizer when every param group starts at the same
+value, else one per group (per learned hyperparameter: each is shared while the groups agree)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -458,6 +460,9 @@ class _Slot:
     stop: int
     per: str  # "optimizer" | "group" | "tensor"
     param: Parametrisation
+    groups: tuple[int, ...] = ()
+    """Not per tensor: the offset from ``start`` of each param group's value (all 0 for one
+    value for the optimizer; a group added after construction gets its own)."""
 
 
 class Tower(torch.optim.Optimizer):
@@ -499,7 +504,7 @@ class Tower(torch.optim.Optimizer):
         defaults: dict[str, Any],
         *,
         learn: str | Iterable[str] | None = None,
-        lr_per: str = "optimizer",
+        lr_per: str | None = None,
         hyper: Tower | str | None = None,
     ) -> None:
         self._level: int = self.__dict__.get("_level", 0)
@@ -508,7 +513,7 @@ class Tower(torch.optim.Optimizer):
                 f"{self.name}: the first argument is params, but got the number {params!r}; "
                 f"write lr={params!r} (unbound: {type(self).__name__}(lr={params!r}))"
             )
-        if lr_per not in LR_PER:
+        if lr_per is not None and lr_per not in LR_PER:
             raise HypergradError(
                 f"{self.name}: lr_per must be one of {', '.join(LR_PER)}, but got lr_per={lr_per!r}"
             )
@@ -609,15 +614,89 @@ class Tower(torch.optim.Optimizer):
         return out
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
-        if self._raw is not None and not getattr(self, "_constructing", False):
-            raise HypergradError(
-                f"{self.name}: add_param_group after construction would change the learned "
-                "hyperparameters' layout; pass every param group to the constructor"
-            )
+        """``torch.optim``'s, at every height: after construction, the new group's learned
+        hyperparameters are its own (they start from its values, ``lr`` and the others missing
+        from it taken from the constructor's, as in torch), and the level above learns them
+        from a state of zeros beside the others' (its step count is the one it has).
+
+        Raises:
+            HypergradError: a level above learns one value per hyperparameter of the level
+                below (``lr_per="tensor"`` above level 0), whose layout cannot grow.
+        """
+        grow = self._raw is not None and not getattr(self, "_constructing", False)
+        if grow:
+            for level in self.levels[1:]:
+                if any(s.per == "tensor" for s in level._slots.values()):
+                    raise HypergradError(
+                        f"{self.name}: add_param_group after construction under a level that "
+                        "learns one value per hyperparameter (lr_per='tensor' above level 0) "
+                        "is not supported; pass every param group to the constructor, or use "
+                        "lr_per='group' there")
+            self._sync_external()  # writes since the last step, before the layout changes
         super().add_param_group(param_group)
         group = self.param_groups[-1]
         given = {k: group[k] for k in self._config}
         group.update(self._validated(given, self._learned()))
+        if grow:
+            self._grow()
+
+    def _grow(self) -> None:
+        """The raw vector and the level above's state after ``add_param_group``: every slot
+        gets the new group's own values at its end (its tensors', per tensor), the other
+        values and their state in the level above where they were (remapped)."""
+        raw = self._raw
+        assert raw is not None and self.hyper is not None
+        group = self.param_groups[-1]
+        if self._lr_scaled:
+            group["lr_base"] = as_number(group["lr"], "lr", self.name)
+        index: list[int] = []  # new position -> old one (-1: the new group's)
+        pieces: list[Tensor] = []
+        slots: dict[str, _Slot] = {}
+        start = 0
+        for s in self._slot_list:
+            old = list(range(s.start, s.stop))
+            n_new = self._tensor_count(group) if s.per == "tensor" else 1
+            value = as_number(group["lr"], "lr", self.name) if (
+                s.name == "lr" and self._lr_scaled) else as_number(
+                    self._get(group, s.name), s.name, self.name)
+            fresh = s.param.inverse(torch.full((n_new,), value, dtype=raw.dtype,
+                                               device=raw.device))
+            pieces += [raw[s.start:s.stop], fresh]
+            index += old + [-1] * n_new
+            width = len(old) + n_new
+            groups = () if s.per == "tensor" else (*s.groups, len(old))
+            slots[s.name] = _Slot(s.name, start, start + width, s.per, s.param, groups)
+            start += width
+        self._tensor_offsets.append(self._tensor_offsets[-1]
+                                    + self._tensor_count(self.param_groups[-2]))
+        new_raw = torch.cat(pieces).detach()
+        self._slots, self._slot_list = slots, list(slots.values())
+        self._plan = self._parametrisation_plan(new_raw)
+        self._scales.append(1.0)
+        self._raw = new_raw
+        self._values = None
+        self.hyper._rebind(raw, new_raw, torch.tensor(index, device=raw.device))
+        self._refresh()
+
+    def _rebind(self, old: Tensor, new: Tensor, index: Tensor) -> None:
+        """This level (above 0) now trains ``new`` instead of ``old``; ``index[j]`` is the
+        element of ``old`` that element ``j`` of ``new`` was (-1: a new one): the state follows,
+        zeros for the new elements."""
+        group = self.param_groups[0]
+        group["params"] = [new if p is old else p for p in group["params"]]
+        state = self.state.pop(old, None)
+        if state is not None:
+            kept = index >= 0
+            for key, value in list(state.items()):
+                if isinstance(value, Tensor) and value.shape == old.shape:
+                    moved = value.new_zeros(new.shape)
+                    moved[kept] = value[index[kept]]
+                    state[key] = moved
+            self.state[new] = state
+        self._flat_stores.clear()
+        self._state_lists.clear()
+        if self._upper is not None:
+            self._upper.drop()
 
     def _learned(self) -> frozenset[str]:
         """What a level above learns (nothing at the top, whatever ``learn`` says)."""
@@ -625,10 +704,23 @@ class Tower(torch.optim.Optimizer):
 
     # -- the learned hyperparameters ---------------------------------------------------------
 
-    def _scope(self, name: str) -> str:
-        if name == "lr":
+    def _resolved_lr_per(self) -> str:
+        """``lr_per`` as given, or by default ``"optimizer"`` while the param groups start at
+        the same value of every learned hyperparameter, ``"group"`` when they do not."""
+        if self._lr_per is not None:
             return self._lr_per
-        return "optimizer" if self._lr_per == "optimizer" else "group"
+        for name in self._learn:
+            if len({as_number(self._get(g, name), name, self.name)
+                    for g in self.param_groups}) > 1:
+                return "group"
+        return "optimizer"
+
+    def _scope(self, name: str, per: str) -> str:
+        """Where learned ``name`` lives under ``lr_per=per``: ``lr`` where it says, the others
+        per group unless it is ``"optimizer"``."""
+        if name == "lr":
+            return per
+        return "optimizer" if per == "optimizer" else "group"
 
     def _tensor_count(self, group: dict[str, Any]) -> int:
         """Slots of a per-tensor step size in a group: its tensors at level 0, else the elements
@@ -659,9 +751,10 @@ class Tower(torch.optim.Optimizer):
         self._tensor_offsets = offsets
         values: list[Tensor] = []
         start = 0
+        lr_per = self._resolved_lr_per()
         for name in self._learn:
-            per = self._scope(name)
             given = [as_number(self._get(g, name), name, self.name) for g in self.param_groups]
+            per = self._scope(name, lr_per)
             if per == "optimizer":
                 if len(set(given)) > 1:
                     raise HypergradError(
@@ -676,7 +769,9 @@ class Tower(torch.optim.Optimizer):
                 vals = [v for g, v in zip(self.param_groups, given, strict=True)
                         for _ in range(self._tensor_count(g))]
             n = len(vals)
-            self._slots[name] = _Slot(name, start, start + n, per, self.learnable[name])
+            groups = (() if per == "tensor" else (0,) * len(self.param_groups) if per ==
+                      "optimizer" else tuple(range(n)))
+            self._slots[name] = _Slot(name, start, start + n, per, self.learnable[name], groups)
             values.append(torch.tensor(vals, dtype=dtype, device=first.device))
             start += n
         raw = torch.cat([self._slots[n].param.inverse(v) for n, v in zip(self._learn, values,
@@ -792,7 +887,7 @@ class Tower(torch.optim.Optimizer):
             return a, a + len(group["params"])
         if s.per == "tensor":
             return s.start, s.stop
-        a = s.start + (gi if s.per == "group" else 0)
+        a = s.start + s.groups[gi]
         return a, a + 1
 
     def _sync_external(self) -> bool:
@@ -1021,7 +1116,8 @@ class Tower(torch.optim.Optimizer):
                     for i, v in zip(valid, values, strict=True):
                         found[a + i] = [v]
                 else:
-                    found.setdefault(s.start + (gi if s.per == "group" else 0), []).extend(values)
+                    at = s.start + (s.groups[gi] if s.groups else 0)  # (above 0, per element)
+                    found.setdefault(at, []).extend(values)
         if not found:
             return torch.zeros_like(raw)
         if numbers:
@@ -1165,7 +1261,7 @@ class Tower(torch.optim.Optimizer):
             if level._raw is None:
                 break
             for s in level._slots.values():
-                if s.per == "optimizer":
+                if s.per == "optimizer" and s.stop - s.start == 1:
                     yield f"{k}.{s.name}", level, s.start
                 else:
                     for i in range(s.stop - s.start):
@@ -1260,7 +1356,7 @@ class Tower(torch.optim.Optimizer):
                 names = self._learn
                 parts.append("learn=" + (names[0] if len(names) == 1
                                          else "(" + ", ".join(names) + ")"))
-            if self._lr_per != "optimizer":
+            if self._lr_per not in (None, "optimizer"):
                 parts.append(f"lr_per={self._lr_per}")
         return f"{self.name}({', '.join(parts)})"
 
@@ -1404,10 +1500,9 @@ class Tower(torch.optim.Optimizer):
                 given = [as_number(g["lr"], "lr", self.name) for g in self.param_groups]
             else:
                 given = [self._get(g, s.name) for g in self.param_groups]
-            if s.per == "optimizer":
-                vals: list[Any] = given[:1]
-            elif s.per == "group":
-                vals = given
+            if s.per != "tensor":  # each value from the first group that reads it
+                first = {j: gi for gi, j in reversed(list(enumerate(s.groups)))}
+                vals: list[Any] = [given[first[j]] for j in range(s.stop - s.start)]
             elif self._level == 0 and not isinstance(given[0], (Tensor, list)):
                 vals = [v for g, v in zip(self.param_groups, given, strict=True)
                         for _ in range(self._tensor_count(g))]

@@ -57,7 +57,8 @@ class Adagrad(Tower):
         foreach, maximize, differentiable, fused: torch's (see :class:`hypergrad.SGD`).
         eps_inside: put :math:`\epsilon` inside the square root, :math:`\sqrt{G_t + \epsilon}`.
         learn: ``lr`` (the only learnable one, the paper's choice).
-        lr_per: ``"optimizer"``, ``"group"`` or ``"tensor"`` (see :class:`hypergrad.SGD`).
+        lr_per: ``"optimizer"``, ``"group"`` or ``"tensor"``; by default one per group when
+            the param groups start at different values, else one (see :class:`hypergrad.SGD`).
         hyper: the optimizer that learns it, unbound, or its spec.
 
     Note:
@@ -84,7 +85,7 @@ class Adagrad(Tower):
         fused: bool | None = None,
         eps_inside: bool = False,
         learn: str | Iterable[str] | None = None,
-        lr_per: str = "optimizer",
+        lr_per: str | None = None,
         hyper: Tower | str | None = None,
     ) -> None:
         defaults = dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,

@@ -75,7 +75,8 @@ class Adam(Tower):
             differentiable at the first step.
         learn: among ``lr``, ``beta1``, ``beta2`` (default: all three; ``learn=lr`` is the paper's
             Adam^alpha).
-        lr_per: ``"optimizer"``, ``"group"`` or ``"tensor"`` (see :class:`hypergrad.SGD`).
+        lr_per: ``"optimizer"``, ``"group"`` or ``"tensor"``; by default one per group when
+            the param groups start at different values, else one (see :class:`hypergrad.SGD`).
         hyper: the optimizer that learns them, unbound (``SGD(lr=1e-5)``), or its spec.
 
     Note:
@@ -108,7 +109,7 @@ class Adam(Tower):
         decoupled_weight_decay: bool = False,
         v0: float = 0.0,
         learn: str | Iterable[str] | None = None,
-        lr_per: str = "optimizer",
+        lr_per: str | None = None,
         hyper: Tower | str | None = None,
     ) -> None:
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, v0=v0,
@@ -234,7 +235,7 @@ class AdamW(Adam):
         fused: bool | None = None,
         v0: float = 0.0,
         learn: str | Iterable[str] | None = None,
-        lr_per: str = "optimizer",
+        lr_per: str | None = None,
         hyper: Tower | str | None = None,
     ) -> None:
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, foreach=foreach,

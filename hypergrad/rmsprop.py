@@ -73,7 +73,8 @@ class RMSprop(Tower):
         eps_inside: put :math:`\epsilon` inside the square root, :math:`\sqrt{w_t + \epsilon}`.
         learn: among ``lr`` and ``gamma`` (default both; ``learn=lr`` is the paper's
             RMSProp^alpha).
-        lr_per: ``"optimizer"``, ``"group"`` or ``"tensor"`` (see :class:`hypergrad.SGD`).
+        lr_per: ``"optimizer"``, ``"group"`` or ``"tensor"``; by default one per group when
+            the param groups start at different values, else one (see :class:`hypergrad.SGD`).
         hyper: the optimizer that learns them, unbound, or its spec.
 
     Note:
@@ -103,7 +104,7 @@ class RMSprop(Tower):
         gamma: float | None = None,
         eps_inside: bool = False,
         learn: str | Iterable[str] | None = None,
-        lr_per: str = "optimizer",
+        lr_per: str | None = None,
         hyper: Tower | str | None = None,
     ) -> None:
         if gamma is not None:

@@ -72,8 +72,13 @@ class SGD(Tower):
             ``True`` raises :class:`hypergrad.UnsupportedError`.
         learn: the hyperparameters the level above learns, among ``lr`` and ``momentum``.
             Default: ``lr``, and ``momentum`` when it is nonzero at construction (the paper's).
-        lr_per: ``"optimizer"`` (one learned step size), ``"group"`` (one per param group) or
-            ``"tensor"`` (one per parameter tensor; above level 0, one per hyperparameter).
+        lr_per: ``"optimizer"`` (one learned step size), ``"group"`` (one per param group, and
+            so each other learned value) or ``"tensor"`` (one per parameter tensor; above level
+            0, one per hyperparameter). Default (``None``): ``"optimizer"`` while the param
+            groups start at the same values, ``"group"`` when they start at different values of
+            a learned hyperparameter (a backbone and a head at two step sizes); the spec prints
+            nothing for it. A group added later (``add_param_group``) always gets its own
+            learned values, which the level above learns from a zero state.
         hyper: the optimizer that learns them (unbound, e.g. ``SGD(lr=1e-5)``) or its spec.
 
     Note:
@@ -99,7 +104,7 @@ class SGD(Tower):
         differentiable: bool = False,
         fused: bool | None = None,
         learn: str | Iterable[str] | None = None,
-        lr_per: str = "optimizer",
+        lr_per: str | None = None,
         hyper: Tower | str | None = None,
     ) -> None:
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening,

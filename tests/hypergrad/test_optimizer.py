@@ -249,8 +249,9 @@ def test_add_param_group():
     plain.add_param_group({"params": [model.bias], "lr": 0.01})
     assert plain.param_groups[1]["lr"] == 0.01
     learning = hypergrad.tower("sgd(0.1)/sgd(1e-3)", [model.weight])
-    with pytest.raises(hypergrad.HypergradError, match="pass every param group"):
-        learning.add_param_group({"params": [model.bias]})
+    learning.add_param_group({"params": [model.bias]})  # its own learned step size
+    assert learning.param_groups[1]["lr"] == 0.1
+    assert sorted(learning.hyperparameters()) == ["0.lr[0]", "0.lr[1]"]
 
 
 def test_only_level_0_steps():

@@ -70,7 +70,7 @@ PYTHON_ERRORS = (
     (lambda p: hypergrad.tower("sgd(0.1)", None), r"tower\(\) needs params"),
     (lambda p: hypergrad.tower(3, p), r"a spec is a string"),
     (lambda p: hypergrad.SGD([{"params": [p[0]], "lr": 0.1}, {"params": [p[1]], "lr": 0.2}],
-                             hyper="sgd(1e-5)"),
+                             lr_per="optimizer", hyper="sgd(1e-5)"),
      r"lr is learned once for the optimizer.*use lr_per='group'"),
     (lambda p: hypergrad.SGD([{"params": [p[0]], "lr": -0.1}]), r"lr must be > 0"),
 )
