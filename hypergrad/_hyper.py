@@ -743,7 +743,8 @@ class Tower(torch.optim.Optimizer):
     def _attach_hyper(self) -> None:
         """Build the raw vector of the learned hyperparameters and bind the level above to it."""
         first = next(p for g in self.param_groups for p in g["params"])
-        dtype = first.dtype if first.dtype in (torch.float32, torch.float64) else torch.float32
+        dtype = first.dtype.to_real()  # (a complex tensor steps as its real view)
+        dtype = dtype if dtype in (torch.float32, torch.float64) else torch.float32
         offsets, start = [], 0
         for group in self.param_groups:
             offsets.append(start)
@@ -973,7 +974,41 @@ class Tower(torch.optim.Optimizer):
         kept, params, grads, states = self._with_grads_as_given(group, valid_only)
         if group.get("maximize"):
             grads = [torch.neg(g) for g in grads]
+        if any(map(_unusual, grads)):
+            params, grads = self._as_real_dense(params, grads, states)
         return kept, params, grads, states
+
+    _sparse_ok: ClassVar[bool] = False
+    """Whether ``torch.optim``'s class of this family takes sparse gradients (SGD, Adagrad)."""
+
+    def _as_real_dense(self, params: list[Tensor], grads: list[Tensor],
+                       states: list[dict[str, Any]]) -> tuple[list[Tensor], list[Tensor]]:
+        """Complex tensors as torch.optim steps them, their real view (``view_as_real``: the
+        state then holds real views too, a torch checkpoint's complex state included); sparse
+        gradients dense, at height 0 of the families whose torch.optim class takes them (the
+        same numbers as torch's sparse kernels, not their memory savings).
+
+        Raises:
+            HypergradError: a sparse gradient where that is not supported.
+        """
+        if any(g.is_sparse for g in grads):
+            if not self._sparse_ok or self._raw is not None or self._level:
+                why = ("above height 0 (a hypergradient needs the dense last update)"
+                       if self._sparse_ok else f"(nor does torch.optim's {type(self).__name__})")
+                raise HypergradError(
+                    f"{self.name}: sparse gradients are not supported {why}; they are at height "
+                    "0 by sgd and adagrad; use torch.optim.SparseAdam for sparse parameters, or "
+                    "a dense layer (nn.Embedding(sparse=False))")
+            grads = [g.to_dense() if g.is_sparse else g for g in grads]
+        if any(p.is_complex() for p in params):
+            for st in states:
+                for key, value in list(st.items()):
+                    if isinstance(value, Tensor) and value.is_complex():
+                        st[key] = torch.view_as_real(value)
+            params = [torch.view_as_real(p) if p.is_complex() else p for p in params]
+            grads = [torch.view_as_real(g.resolve_conj()) if g.is_complex() else g
+                     for g in grads]
+        return params, grads
 
     def _with_grads_as_given(self, group: dict[str, Any], valid_only: bool,
                              ) -> tuple[list[int], list[Tensor], list[Tensor],
@@ -1050,8 +1085,6 @@ class Tower(torch.optim.Optimizer):
                 self._scales[gi] = self._scale_of(group)
             if not kept:
                 continue
-            if any(g.is_sparse for g in grads):
-                raise HypergradError(f"{self.name}: sparse gradients are not supported")
             hp = self._hparams(gi, group)
             if self._lr_scaled and not _is_one(self._scales[gi]):
                 hp["lr"] = _scaled(hp["lr"], self._scales[gi])
@@ -1585,6 +1618,11 @@ def _steps_on_device(states: list[dict[str, Any]], params: list[Tensor]) -> None
         step = st.get("step")
         if step is not None and not isinstance(step, Tensor):
             st["step"] = torch.full((), float(step), dtype=p.dtype, device=p.device)
+
+
+def _unusual(g: Tensor) -> bool:
+    """A sparse or complex gradient (stepped through :meth:`Tower._as_real_dense`)."""
+    return g.is_sparse or g.is_complex()
 
 
 _is_valid = operator.methodcaller("get", "hg_valid")

@@ -69,6 +69,7 @@ class Adagrad(Tower):
 
     name = "adagrad"
     learnable = {"lr": IDENTITY}
+    _sparse_ok = True
 
     def __init__(
         self,

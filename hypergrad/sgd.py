@@ -89,6 +89,7 @@ class SGD(Tower):
 
     name = "sgd"
     learnable = {"lr": IDENTITY, "momentum": IDENTITY}
+    _sparse_ok = True
 
     def __init__(
         self,
