@@ -11,12 +11,13 @@
 The same tower spelled out: ``hypergrad.Adam(model.parameters(), lr=1e-3,
 hyper=hypergrad.SGD(lr=1e-5))``. The training loop is the ordinary one: ``opt.zero_grad();
 loss.backward(); opt.step()``. See ``hypergrad._hyper`` for how hypergradients are computed.
+``hypergrad.hyperparameters(opt)`` reads the learned values through a framework's wrapper.
 """
 
 from __future__ import annotations
 
 from hypergrad._errors import HypergradError, SpecError, UnsupportedError
-from hypergrad._hyper import Tower
+from hypergrad._hyper import Tower, hyperparameters, unwrap
 from hypergrad.adagrad import Adagrad
 from hypergrad.adam import Adam, AdamW
 from hypergrad.rmsprop import RMSprop
@@ -35,8 +36,10 @@ __all__ = [
     "SpecError",
     "Tower",
     "canonical",
+    "hyperparameters",
     "parse",
     "tower",
     "unbound",
+    "unwrap",
     "UnsupportedError",
 ]

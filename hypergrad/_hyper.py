@@ -1579,6 +1579,36 @@ class Tower(torch.optim.Optimizer):
         return total
 
 
+def unwrap(opt: Any) -> torch.optim.Optimizer:
+    """The optimizer inside the wrappers frameworks put around it: Lightning's
+    ``LightningOptimizer`` (``._optimizer``), accelerate's ``AcceleratedOptimizer`` and
+    Hugging Face's wrappers (``.optimizer``), nested or not.
+
+    Raises:
+        HypergradError: ``opt`` is not an optimizer, nor wraps one.
+    """
+    seen = 0
+    while not isinstance(opt, torch.optim.Optimizer) and seen < 8:
+        inner = getattr(opt, "_optimizer", None) or getattr(opt, "optimizer", None)
+        if inner is None:
+            break
+        opt, seen = inner, seen + 1
+    if not isinstance(opt, torch.optim.Optimizer):
+        raise HypergradError(
+            f"hyperparameters: {type(opt).__name__} is not an optimizer, nor a wrapper of one "
+            "(.optimizer, ._optimizer); pass the tower or the wrapper a framework gave you")
+    return opt
+
+
+def hyperparameters(opt: Any) -> dict[str, float]:
+    """The learned hyperparameters of a tower (:meth:`Tower.hyperparameters`), through the
+    wrappers of Lightning (``trainer.optimizers[0]``, ``self.optimizers()``), accelerate and
+    Hugging Face (``trainer.optimizer``); ``{}`` for an optimizer that learns nothing (a
+    ``torch.optim`` one included)."""
+    inner = unwrap(opt)
+    return inner.hyperparameters() if isinstance(inner, Tower) else {}
+
+
 def _as_float(x: Any) -> float:
     return float(x.item()) if isinstance(x, Tensor) else float(x)
 
