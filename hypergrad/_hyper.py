@@ -1587,12 +1587,13 @@ def unwrap(opt: Any) -> torch.optim.Optimizer:
     Raises:
         HypergradError: ``opt`` is not an optimizer, nor wraps one.
     """
-    seen = 0
-    while not isinstance(opt, torch.optim.Optimizer) and seen < 8:
+    for _ in range(8):  # (a wrapper may itself be a torch.optim.Optimizer: accelerate's)
+        if isinstance(opt, Tower):
+            return opt
         inner = getattr(opt, "_optimizer", None) or getattr(opt, "optimizer", None)
-        if inner is None:
+        if inner is None or inner is opt:
             break
-        opt, seen = inner, seen + 1
+        opt = inner
     if not isinstance(opt, torch.optim.Optimizer):
         raise HypergradError(
             f"hyperparameters: {type(opt).__name__} is not an optimizer, nor a wrapper of one "
