@@ -420,6 +420,12 @@ class Scheduler:
         self.push(config)
         return 1
 
+    def release_dependents(self, parent_id: str) -> None:
+        """A parent has its result: queue (or skip) the runs that waited for it."""
+        for dependent in self.waiting.pop(parent_id, []):
+            if not self.release(dependent, parent_id):
+                self.progress.total -= 1
+
     def skip(self, config: RunConfig, why: str) -> None:
         self.summary.skipped.append(f"{describe(config)}: {why}")
         self.progress.line(f"skipped {describe(config)}: {why}")
@@ -521,9 +527,7 @@ class Scheduler:
         self.summary.stored += 1
         self.progress.total -= 1
         self.progress.line(f"stored by another invocation: {describe(config)}")
-        for dependent in self.waiting.pop(config.run_id, []):
-            if not self.release(dependent, config.run_id):
-                self.progress.total -= 1
+        self.release_dependents(config.run_id)
 
     def renew(self) -> None:
         """Every ``HEARTBEAT_SECONDS``: renew this invocation's leases and look again at the
@@ -579,9 +583,7 @@ class Scheduler:
         with _suppressed():  # a lease left behind only delays another invocation by its timeout
             self.store.release(config.run_id, self.owner)
         self.progress.finished(slot, config, status, error, seconds)
-        for dependent in self.waiting.pop(config.run_id, []):
-            if not self.release(dependent, config.run_id):
-                self.progress.total -= 1
+        self.release_dependents(config.run_id)
 
     def died(self, worker: _Worker) -> None:
         """A worker is gone: record its run as failed and replace it if there is work left."""

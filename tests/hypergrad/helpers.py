@@ -26,14 +26,18 @@ def mlp(hidden: int = 32, seed: int = 0, dtype: torch.dtype = torch.float64,
 
 
 def run_tower(opt: torch.optim.Optimizer, model: nn.Module, batches: Batches, steps: int,
+              after_backward: Callable[[int], None] | None = None,
               ) -> tuple[list[float], list[dict[str, float]]]:
-    """Train with the ordinary loop; losses and ``opt.hyperparameters()`` after each step."""
+    """Train with the ordinary loop; losses and ``opt.hyperparameters()`` after each step.
+    ``after_backward(step)`` runs between ``backward()`` and ``step()`` (to drop gradients)."""
     losses, hypers = [], []
     for s in range(steps):
         x, y = batches[s % len(batches)]
         opt.zero_grad()
         loss = F.cross_entropy(model(x), y)
         loss.backward()
+        if after_backward is not None:
+            after_backward(s)
         opt.step()
         losses.append(loss.item())
         hypers.append(opt.hyperparameters() if hasattr(opt, "hyperparameters") else {})

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 import hypergrad
 from tests.hypergrad import helpers
@@ -29,19 +28,12 @@ def _groups(model, lrs):
 
 def _run(opt, model, batches, steps, frozen_until=0):
     """Train; the second layer gets no gradient before step ``frozen_until``."""
-    losses, hypers = [], []
-    for s in range(steps):
-        x, y = batches[s % len(batches)]
-        opt.zero_grad()
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
+    def freeze(s):
         if s < frozen_until:
             for p in model[2].parameters():
                 p.grad = None
-        opt.step()
-        losses.append(loss.item())
-        hypers.append(opt.hyperparameters())
-    return losses, hypers
+
+    return helpers.run_tower(opt, model, batches, steps, freeze)
 
 
 def _lrs(spec):
