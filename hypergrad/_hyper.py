@@ -259,7 +259,9 @@ class FlatStore:
             self.uniform = all(p.dtype == first.dtype and p.device == first.device
                                for p in params)
             contiguous = all(p.is_contiguous() for p in params)
-            self.param_views = [p.view(-1) for p in params] if contiguous else []
+            # Views of the detached tensors: a view of a parameter made under no_grad and
+            # written in place is refused by torch.compile (and by deepcopy's autograd).
+            self.param_views = [p.detach().view(-1) for p in params] if contiguous else []
             self.sizes = [p.numel() for p in params]
         return self.uniform
 
@@ -1224,22 +1226,28 @@ class Tower(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         levels = self.levels
-        written = False
-        for level in levels[:-1]:
-            written = level._sync_external() or written
+        written = _sync_levels(levels)
         try:
             if len(levels) > 1:
                 hypergradient = self._hypergradient()  # 1. bottom-up, from the weights
-                upper = self._upper_graph()
-                if upper is not None:  # the same, replayed
-                    upper.step(levels, hypergradient, changed=written)
-                else:
-                    step_upper(levels, hypergradient)
+                self._step_upper(levels, hypergradient, written)
             self._update()  # 2. ends top-down: the weights, in place
         finally:
             for level in levels:  # nothing of this step's survives a failed one
                 level._flats.clear()
         return loss
+
+    @torch.compiler.disable
+    def _step_upper(self, levels: list[Tower], hypergradient: Tensor, written: bool) -> None:
+        """The levels above 0 for one step (``step_upper``), replayed as a CUDA graph where
+        one is kept. Never traced by ``torch.compile``: Dynamo drops the values these levels
+        hand down (``_refresh`` writes new tensors into the tower's attributes), so a compiled
+        step would train with a frozen learned value; they are a few numbers per level."""
+        upper = self._upper_graph()
+        if upper is not None:  # the same, replayed
+            upper.step(levels, hypergradient, changed=written)
+        else:
+            step_upper(levels, hypergradient)
 
     def _upper_graph(self) -> UpperGraph | None:
         """What replays the levels above 0 on CUDA (``None``: they run eagerly here)."""
@@ -1649,6 +1657,17 @@ def _steps_on_device(states: list[dict[str, Any]], params: list[Tensor]) -> None
         step = st.get("step")
         if step is not None and not isinstance(step, Tensor):
             st["step"] = torch.full((), float(step), dtype=p.dtype, device=p.device)
+
+
+@torch.compiler.disable
+def _sync_levels(levels: list[Tower]) -> bool:
+    """Every learning level takes up the values written into its param groups since the last
+    step (:meth:`Tower._sync_external`); whether any was. Never traced by ``torch.compile``:
+    it compares tensors by identity and version counter, which a trace would fix as constants."""
+    written = False
+    for level in levels[:-1]:
+        written = level._sync_external() or written
+    return written
 
 
 def _unusual(g: Tensor) -> bool:
