@@ -1226,11 +1226,10 @@ class Tower(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         levels = self.levels
-        written = _sync_levels(levels)
         try:
             if len(levels) > 1:
                 hypergradient = self._hypergradient()  # 1. bottom-up, from the weights
-                self._step_upper(levels, hypergradient, written)
+                self._step_upper(levels, hypergradient)
             self._update()  # 2. ends top-down: the weights, in place
         finally:
             for level in levels:  # nothing of this step's survives a failed one
@@ -1238,11 +1237,18 @@ class Tower(torch.optim.Optimizer):
         return loss
 
     @torch.compiler.disable
-    def _step_upper(self, levels: list[Tower], hypergradient: Tensor, written: bool) -> None:
-        """The levels above 0 for one step (``step_upper``), replayed as a CUDA graph where
-        one is kept. Never traced by ``torch.compile``: Dynamo drops the values these levels
-        hand down (``_refresh`` writes new tensors into the tower's attributes), so a compiled
-        step would train with a frozen learned value; they are a few numbers per level."""
+    def _step_upper(self, levels: list[Tower], hypergradient: Tensor) -> None:
+        """The values written into param_groups since the last step taken up (level 0's
+        hypergradient, computed before, reads none of them), then the levels above 0 for one
+        step (``step_upper``), replayed as a CUDA graph where one is kept.
+
+        Never traced by ``torch.compile``: Dynamo drops the values these levels hand down
+        (``_refresh`` writes new tensors into the tower's attributes), so a compiled step would
+        train with a frozen learned value, and it would fix as constants the identities and
+        version counters the take-up compares. They are a few numbers per level."""
+        written = False
+        for level in levels[:-1]:
+            written = level._sync_external() or written
         upper = self._upper_graph()
         if upper is not None:  # the same, replayed
             upper.step(levels, hypergradient, changed=written)
@@ -1657,17 +1663,6 @@ def _steps_on_device(states: list[dict[str, Any]], params: list[Tensor]) -> None
         step = st.get("step")
         if step is not None and not isinstance(step, Tensor):
             st["step"] = torch.full((), float(step), dtype=p.dtype, device=p.device)
-
-
-@torch.compiler.disable
-def _sync_levels(levels: list[Tower]) -> bool:
-    """Every learning level takes up the values written into its param groups since the last
-    step (:meth:`Tower._sync_external`); whether any was. Never traced by ``torch.compile``:
-    it compares tensors by identity and version counter, which a trace would fix as constants."""
-    written = False
-    for level in levels[:-1]:
-        written = level._sync_external() or written
-    return written
 
 
 def _unusual(g: Tensor) -> bool:
