@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from bench.record import RunResult
-from bench.report import claims, figures, tables
+from bench.report import claims, equal_cost, figures, scoring, tables
 from bench.report import structure as st
 from bench.report.frame import done, runs_frame
 
@@ -95,10 +96,12 @@ def write_report(
     _remove_old_figures(out)
     frame = runs_frame(results)
     report = Report(out)
-    _header(report, frame, title, source, command, suite)
+    analysis = equal_cost.analyse(frame, _run_units(frame)) if not frame.empty else None
+    _header(report, frame, title, source, command, suite, analysis)
     if not frame.empty:
         _methods_section(report, frame)
         _claims_section(report, frame)
+        _equal_cost_section(report, frame, analysis)
         _sensitivity_section(report, frame)
         _overhead_section(report, frame)
         _budget_section(report, frame)
@@ -118,10 +121,15 @@ def _remove_old_figures(out: Path) -> None:
 
 
 def _header(report: Report, frame: pd.DataFrame, title: str, source: str, command: str,
-            suite: SuiteInfo | None) -> None:
+            suite: SuiteInfo | None, analysis: equal_cost.Analysis | None) -> None:
     now = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+    report.add(f"# {title}")
+    summary = (equal_cost.summary(frame, analysis.verdicts, analysis.scores.iloc[:, 0],
+                                  analysis.targets) if analysis else None)
+    if summary:
+        report.add("## Summary", summary,
+                   "(Generated from the numbers below: section *Can towers replace tuning?*.)")
     report.add(
-        f"# {title}",
         f"Results from `{source}`: {len(frame)} runs over {frame['setting'].nunique()} "
         f"workload(s) and {frame['method'].nunique()} method(s). Generated {now}.",
         "Reproduce:\n\n```sh\n" + command + "\n```",
@@ -212,6 +220,21 @@ def _sensitivity_section(report: Report, frame: pd.DataFrame) -> None:
     report.figure(figures.sensitivity_figure(lines, report.out / "sensitivity.png", points),
                   "final test error against initial step size")
     report.add(tables.spread_table(lines))
+    costs = equal_cost.grid_costs(lines)
+    if costs:
+        report.add(
+            "The same spread as cost (" + _GRID_COST_NOTE + "):",
+            equal_cost.grid_cost_table(costs),
+            "\n".join(f"- {equal_cost.grid_cost_sentence(g)}" for g in costs))
+
+
+_GRID_COST_NOTE = (
+    "what \"towers remove the need to tune\" is worth: a tower's worst error over the grid, "
+    "and how many runs a grid search of the height-0 optimizer over the same grid needs to reach "
+    "it, visiting the grid in random order: (n + 1) / (m + 1) runs on average when m of its n "
+    "points are at or below that error; the grid search is credited with knowing each point's "
+    "test error, so a real one can only need more"
+)
 
 
 def _shown_figures(lines: pd.DataFrame) -> list:
@@ -242,6 +265,52 @@ def _overhead_section(report: Report, frame: pd.DataFrame) -> None:
         path = report.out / f"overhead-{_slug(setting)}.png"
         report.figure(figures.overhead_figure(group, path, memory_kind),
                       f"step time and memory per tower height, {setting}")
+
+
+def _run_units(frame: pd.DataFrame) -> dict[str, float]:
+    """One single run's cost in steps per setting (the unit of every budget)."""
+    top = frame[frame["parent"].isna()]
+    return {str(s): tables.budget_levels(runs)[0] for s, runs in top.groupby("setting")}
+
+
+def _equal_cost_section(report: Report, frame: pd.DataFrame,
+                        a: equal_cost.Analysis | None) -> None:
+    if a is None:
+        return
+    report.add(
+        "## Can towers replace tuning?",
+        "Scored as MLCommons AlgoPerf scores training algorithms (Dahl et al. 2023, section 4): "
+        "each method's **time to target** is the device-seconds of training (steps in the "
+        "tables too) until its test error first reaches the workload's target, the median over "
+        "seeds; a search's time counts every trial it trained. **Performance profiles** ρ(τ) "
+        "give the fraction of workloads on which a method is within τ of the fastest; the "
+        f"**score** integrates ρ from 1 to r_max = {scoring.R_MAX:g} (1: fastest everywhere, "
+        "0: never within 4×); the **speed-up** is the geometric mean over workloads of the "
+        "target-setting search's time over the method's. Intervals are 95% percentile "
+        "bootstrap intervals over seeds (few seeds make them narrower than nominal).",
+        "Targets: the median final test error of the best search at the largest budget (the "
+        "best-tuned baseline, as AlgoPerf's targets come from tuned baselines), and relaxed "
+        f"by ×{', ×'.join(f'{r:g}' for r in scoring.RELAXATIONS[1:])} (relative, so workloads "
+        "whose errors differ tenfold are relaxed alike). Test error, because single runs train "
+        "on the whole training split and so have no validation split. " + SEARCH_ERROR_NOTE,
+        equal_cost.targets_table(a),
+        "### Scores across workloads",
+        equal_cost.scores_table(a),
+    )
+    profiles = {relax: scoring.profile(r, _TAUS) for relax, r in a.ratios.items()}
+    report.figure(figures.profile_figure(profiles, report.out / "profiles.png", scoring.R_MAX),
+                  "performance profiles at the strict and relaxed targets")
+    report.add("### Verdicts", "\n".join(f"- **{v.setting}**: {v.text}" for v in a.verdicts)
+               or "No hyperoptimized towers ran on these workloads.")
+    for setting in a.targets:
+        report.add(f"### {setting}: time to target", equal_cost.time_table(a, frame, setting))
+        table = equal_cost.matches_table(a, setting)
+        if table:
+            report.add("Each tower against each sampler (its largest budget; its best-so-far "
+                       "curve also holds what smaller budgets would have found):", table)
+
+
+_TAUS = [float(t) for t in np.geomspace(1.0, 10.0, 121)]
 
 
 def _budget_section(report: Report, frame: pd.DataFrame) -> None:
