@@ -34,9 +34,9 @@ from baselines.spec import (
     non_negative,
     parse,
     positive,
-    split_top,
     unit_interval,
 )
+from hypergrad.grammar import split_top
 
 _LR = Param("lr", default=None, check=positive, rule="> 0", shown=True, doc="step size")
 _WD = Param("weight_decay", default=0.0, check=non_negative, rule=">= 0")

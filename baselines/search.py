@@ -49,7 +49,7 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -593,7 +593,3 @@ class _Heartbeat:
 def _same(a: dict[str, float], b: dict[str, float]) -> bool:
     return a.keys() == b.keys() and all(math.isclose(a[k], b[k], rel_tol=1e-9) for k in a)
 
-
-def format_params(params: dict[str, float], dims: Sequence[Dim]) -> str:
-    """``lr=0.0123, momentum=0.9`` in the space's order."""
-    return ", ".join(f"{d.name}={params[d.name]:g}" for d in dims if d.name in params)

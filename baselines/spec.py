@@ -4,17 +4,21 @@ Names are identities: the canonical form lists the parameters in their declared 
 style, with the ones that always matter (``shown``) always printed and the others only when they
 differ from their default. ``parse`` then ``format`` round-trips: ``format(parse(s))`` parses to
 the same values. Errors are ``ValueError`` whose message lists the valid names and parameters.
+The text itself (splitting, reading a call, printing a value) is ``hypergrad.grammar``'s; this
+module adds what a baseline's name means: its signature, conversions and checks.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-_CALL = re.compile(r"^\s*([A-Za-z_][\w.\-]*)\s*(?:\((.*)\))?\s*$", re.DOTALL)
+from hypergrad.grammar import Call, format_value, parse_call, split_top
+
+# The baselines write lists in square brackets (``at=[30, 60]``): part of their run ids.
+LIST = "[]"
 _TRUE, _FALSE = ("true", "yes", "on"), ("false", "no", "off")
 
 
@@ -45,7 +49,7 @@ class Param:
     def describe(self) -> str:
         if self.choices:
             return f"{self.name}={{{'|'.join(self.choices)}}}"
-        default = "" if self.default is None else f"={format_value(self.default)}"
+        default = "" if self.default is None else f"={format_value(self.default, brackets=LIST)}"
         return f"{self.name}{default}"
 
 
@@ -72,65 +76,6 @@ class Signature:
             f"unknown parameter {name!r} for {self.name}; valid parameters: {valid} "
             f"(usage: {self.describe()})"
         )
-
-
-@dataclass(frozen=True)
-class Call:
-    """A parsed ``head(args)``: positional and keyword arguments as raw strings."""
-
-    head: str
-    args: tuple[str, ...] = ()
-    kwargs: tuple[tuple[str, str], ...] = ()
-
-
-def split_top(text: str, sep: str) -> list[str]:
-    """Split ``text`` at ``sep`` outside parentheses and brackets (``a(b+c)+d`` -> two parts)."""
-    parts, depth, start = [], 0, 0
-    for i, ch in enumerate(text):
-        if ch in "([":
-            depth += 1
-        elif ch in ")]":
-            depth -= 1
-            if depth < 0:
-                raise ValueError(f"unbalanced ')' at position {i} in {text!r}")
-        elif ch == sep and depth == 0:
-            # An exponent sign (1e+3) is never at depth 0 in a method name, so no special case.
-            parts.append(text[start:i])
-            start = i + 1
-    if depth != 0:
-        raise ValueError(f"unbalanced '(' in {text!r}; close every parenthesis")
-    parts.append(text[start:])
-    return [p.strip() for p in parts]
-
-
-def parse_call(text: str) -> Call:
-    """Parse ``head``, ``head()`` or ``head(1e-3, beta=0.9, at=[30, 60])`` into a ``Call``."""
-    m = _CALL.match(text)
-    if m is None:
-        raise ValueError(
-            f"cannot read {text!r}: a method is written name or name(key=value, ...), "
-            "e.g. sgd-hd(lr=1e-3, beta=1e-3)"
-        )
-    head, inner = m.group(1), m.group(2)
-    args: list[str] = []
-    kwargs: list[tuple[str, str]] = []
-    if inner is not None and inner.strip():
-        for item in split_top(inner, ","):
-            key, eq, value = item.partition("=")
-            if eq and re.fullmatch(r"\s*[A-Za-z_]\w*\s*", key):
-                if kwargs and key.strip() in dict(kwargs):
-                    raise ValueError(f"parameter {key.strip()!r} given twice in {text!r}")
-                kwargs.append((key.strip(), value.strip()))
-            elif kwargs:
-                raise ValueError(
-                    f"positional argument {item!r} after keyword arguments in {text!r}; "
-                    "write it as key=value"
-                )
-            elif not item:
-                raise ValueError(f"empty argument in {text!r}")
-            else:
-                args.append(item)
-    return Call(head, tuple(args), tuple(kwargs))
 
 
 def convert(param: Param, raw: str, where: str) -> Any:
@@ -199,23 +144,6 @@ def bind(sig: Signature, call: Call) -> dict[str, Any]:
     return values
 
 
-def format_value(value: Any) -> str:
-    """The canonical text of a value: ``1e-05`` -> ``1e-5``, ``0.1``, ``true``, ``[30, 60]``."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if value == int(value) and abs(value) < 1e15:
-            return str(int(value))
-        text = repr(value)
-        mantissa, e, exponent = text.partition("e")
-        return f"{mantissa}e{int(exponent)}" if e else text
-    if isinstance(value, (tuple, list)):
-        return "[" + ", ".join(format_value(v) for v in value) + "]"
-    return str(value)
-
-
 def format_call(sig: Signature, values: dict[str, Any]) -> str:
     """The canonical name: shown parameters always, the others only when not at their default."""
     parts = []
@@ -224,7 +152,7 @@ def format_call(sig: Signature, values: dict[str, Any]) -> str:
         if value is None:
             continue
         if p.shown or value != p.default:
-            parts.append(f"{p.name}={format_value(value)}")
+            parts.append(f"{p.name}={format_value(value, brackets=LIST)}")
     return f"{sig.name}({', '.join(parts)})" if parts else sig.name
 
 

@@ -13,9 +13,9 @@ import torch
 from torch import Tensor
 
 from baselines import schedules
-from baselines.spec import split_top
 from bench.errors import UserError
 from bench.methods import Family, OptimizerSetup, SingleRunMethod
+from hypergrad.grammar import split_top
 
 
 class ScheduleMethod(SingleRunMethod):
