@@ -2,7 +2,7 @@
 
 The flow, one module per arrow:
 suite file (``suite.py``) -> scheduler (``scheduler.py``) -> worker (``worker.py``)
--> training loop (``train.py``) -> results store (``store.py``) -> report (``report.py``).
+-> training loop (``train.py``) -> results store (``store/``) -> report (``report/``).
 """
 
 from __future__ import annotations

@@ -28,8 +28,6 @@ _SQLITE_MAGIC = b"SQLite format 3\x00"
 # ``budget_steps``; ``{section}/{name}`` is accepted too).
 _SECTIONS = ("metrics", "timing", "memory", "cost", "env", "budget", "options")
 _ALIASES = {"metric": "metrics", "config": "config"}
-_CONFIG_KEYS = ("workload", "method", "seed", "device")
-_TOP_KEYS = ("run_id", "status", "error", "diverged_step")
 
 
 def load_results(source: str | Path) -> list[RunResult]:
