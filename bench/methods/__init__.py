@@ -4,7 +4,8 @@ Names are identities: ``parse_method(s).name`` is the canonical string, printed 
 parsed; it is the label on a plot, the key in the store and what the CLI accepts.
 
 Two kinds of method:
-    - ``SingleRunMethod.setup(params, ...)`` builds an ``OptimizerSetup`` for one model;
+    - ``SingleRunMethod.setup(params, ...)`` builds an ``OptimizerSetup`` for one model (a
+      family writes ``build(params, run)``, ``run`` the ``RunContext``);
     - ``SearchMethod.search(config, ...)`` runs many single runs inside one budget.
 
 Each family of methods lives in a module of this package (``towers``, ``hd``, ``schedules``,
@@ -68,10 +69,24 @@ class Method(ABC):
         return self.name
 
 
+@dataclass(frozen=True)
+class RunContext:
+    """What a single run's optimizer may need besides its parameters.
+
+    Attributes:
+        total_steps: the run's optimizer steps (a schedule's length).
+        steps_per_epoch: steps in one pass over the training split (epoch-based schedules).
+        model: the model, for methods that must wrap it (the reference ``gdtuo`` tower).
+    """
+
+    total_steps: int
+    steps_per_epoch: int
+    model: torch.nn.Module | None = None
+
+
 class SingleRunMethod(Method):
     kind = "single"
 
-    @abstractmethod
     def setup(
         self,
         params: Iterable[Tensor],
@@ -84,6 +99,11 @@ class SingleRunMethod(Method):
 
         ``model`` is given for methods that must wrap it (the reference ``gdtuo`` tower).
         """
+        return self.build(params, RunContext(total_steps, steps_per_epoch, model))
+
+    @abstractmethod
+    def build(self, params: Iterable[Tensor], run: RunContext) -> OptimizerSetup:
+        """The family's part of ``setup``: its optimizer for ``params`` in the run ``run``."""
 
 
 class SearchMethod(Method):

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import torch
 from torch import Tensor
 
 from baselines import hd
 from bench.errors import UserError
-from bench.methods import Family, OptimizerSetup, SingleRunMethod
+from bench.methods import Family, OptimizerSetup, RunContext, SingleRunMethod
 
 
 class HDMethod(SingleRunMethod):
@@ -26,14 +25,7 @@ class HDMethod(SingleRunMethod):
         except ValueError as e:
             raise UserError(str(e)) from None
 
-    def setup(
-        self,
-        params: Iterable[Tensor],
-        *,
-        total_steps: int,
-        steps_per_epoch: int,
-        model: torch.nn.Module | None = None,
-    ) -> OptimizerSetup:
+    def build(self, params: Iterable[Tensor], run: RunContext) -> OptimizerSetup:
         optimizer = hd.build_hd(self.name, params)
         return OptimizerSetup(optimizer, hyperparameters=lambda: hd.step_sizes(optimizer))
 

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import torch
 from torch import Tensor
 
 from baselines import lrfree
 from bench.errors import UserError
-from bench.methods import Family, OptimizerSetup, SingleRunMethod
+from bench.methods import Family, OptimizerSetup, RunContext, SingleRunMethod
 
 
 class LRFreeMethod(SingleRunMethod):
@@ -27,15 +26,8 @@ class LRFreeMethod(SingleRunMethod):
         except ValueError as e:
             raise UserError(str(e)) from None
 
-    def setup(
-        self,
-        params: Iterable[Tensor],
-        *,
-        total_steps: int,
-        steps_per_epoch: int,
-        model: torch.nn.Module | None = None,
-    ) -> OptimizerSetup:
-        built = lrfree.build_lrfree(self.name, params, total_steps=total_steps)
+    def build(self, params: Iterable[Tensor], run: RunContext) -> OptimizerSetup:
+        built = lrfree.build_lrfree(self.name, params, total_steps=run.total_steps)
         return OptimizerSetup(built.optimizer, hyperparameters=built.effective_lr,
                               train_mode=built.train_mode, eval_mode=built.eval_mode)
 

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import torch
 from torch import Tensor
 
 from baselines import schedules
 from bench.errors import UserError
-from bench.methods import Family, OptimizerSetup, SingleRunMethod
+from bench.methods import Family, OptimizerSetup, RunContext, SingleRunMethod
 from hypergrad.grammar import split_top
 
 
@@ -28,17 +27,10 @@ class ScheduleMethod(SingleRunMethod):
             raise UserError(str(e)) from None
         self.name = self.spec.name
 
-    def setup(
-        self,
-        params: Iterable[Tensor],
-        *,
-        total_steps: int,
-        steps_per_epoch: int,
-        model: torch.nn.Module | None = None,
-    ) -> OptimizerSetup:
+    def build(self, params: Iterable[Tensor], run: RunContext) -> OptimizerSetup:
         optimizer = schedules.build_optimizer(self.spec, params)
-        scheduler = schedules.build_scheduler(self.spec, optimizer, total_steps=total_steps,
-                                              steps_per_epoch=steps_per_epoch)
+        scheduler = schedules.build_scheduler(self.spec, optimizer, total_steps=run.total_steps,
+                                              steps_per_epoch=run.steps_per_epoch)
         return OptimizerSetup(optimizer, scheduler=scheduler,
                               hyperparameters=lambda: schedules.current_lrs(optimizer))
 
