@@ -384,18 +384,12 @@ def _fmt(value: Any) -> str:
 # --- dependent runs: the plain optimizer re-run with a parent's learned values -------------
 
 
-def split_levels(spec: str) -> list[str]:
-    """A tower spec's levels, leftmost first, splitting on ``/`` outside parentheses."""
-    levels, depth, current = [], 0, ""
-    for ch in spec:
-        depth += (ch in "([{") - (ch in ")]}")
-        if ch == "/" and depth == 0:
-            levels.append(current.strip())
-            current = ""
-        else:
-            current += ch
-    levels.append(current.strip())
-    return levels
+def _levels(spec: str) -> list[str]:
+    """A tower spec's levels, leftmost first (``/`` outside brackets, ``hypergrad.grammar``)."""
+    # Imported here: hypergrad's package imports torch, and loading a suite must not.
+    from hypergrad.grammar import split_top
+
+    return split_top(spec, "/", strict=False)
 
 
 def is_hyperoptimized(method: str) -> bool:
@@ -404,7 +398,7 @@ def is_hyperoptimized(method: str) -> bool:
     Schedules (``+``), HD, learning-rate-free and search methods have no top-level ``/``.
     """
     body = method.removeprefix("gdtuo:")
-    return len(split_levels(body)) > 1
+    return len(_levels(body)) > 1
 
 
 def learned_values(result: RunResult) -> dict[str, float]:
@@ -433,13 +427,15 @@ def plain_method(parent_method: str, values: dict[str, float]) -> str:
     body = parent_method
     if body.startswith("gdtuo:"):
         prefix, body = "gdtuo:", body[len("gdtuo:"):]
-    level0 = split_levels(body)[0]
-    m = re.fullmatch(r"([\w.\-]+)(\^[^()]*)?(?:\((.*)\))?", level0)
+    from hypergrad.grammar import split_call
+
+    head, args = split_call(_levels(body)[0])
+    m = re.fullmatch(r"([\w.\-]+)(\^[^()]*)?", head)
     if not m:
         raise UserError(f"cannot read the level-0 optimizer of {parent_method!r}")
-    name, args = m.group(1), m.group(3) or ""
+    name = m.group(1)
     kept: dict[str, str] = {}
-    for i, arg in enumerate(a.strip() for a in _split_args(args)):
+    for i, arg in enumerate(args):
         if "=" in arg:
             k, v = (s.strip() for s in arg.split("=", 1))
             if k not in ("learn", "lr_per"):  # what a level above learns: no level above now
@@ -451,20 +447,6 @@ def plain_method(parent_method: str, values: dict[str, float]) -> str:
         kept[k] = format(float(f"{v:.6g}"), "g")
     ordered = (["lr"] if "lr" in kept else []) + sorted(k for k in kept if k != "lr")
     return f"{prefix}{name}({', '.join(f'{k}={kept[k]}' for k in ordered)})"
-
-
-def _split_args(args: str) -> list[str]:
-    parts, depth, current = [], 0, ""
-    for ch in args:
-        depth += (ch in "([{") - (ch in ")]}")
-        if ch == "," and depth == 0:
-            parts.append(current)
-            current = ""
-        else:
-            current += ch
-    if current.strip():
-        parts.append(current)
-    return parts
 
 
 def resolve_dependent(config: RunConfig, parent: RunResult) -> RunConfig:
