@@ -2,10 +2,12 @@
 
 Modules, in the order data flows through them: ``load`` (a store or an exported file ->
 records), ``structure`` (what a method name says: family, base optimizer, height, initial step
-size), ``frame`` (a table of runs), ``tables`` and ``figures`` (one function per section),
-``build`` (which sections the data supports; ``write_report``), ``command`` (the ``report``
-subcommand, ``make_report``, and ``write_suite_report``, which ``bench suite`` calls when it
-ends).
+size), ``frame`` (a table of runs), a module per section with its tables and figures
+(``method_table``, ``claims`` with ``claim_rules``, ``equal_cost``, ``sensitivity``,
+``overhead``, ``budget``, ``trajectories``, ``profiles``; ``tables``, ``order`` and ``style``
+are what they share), ``build`` (which sections the data supports; ``write_report``),
+``command`` (the ``report`` subcommand, ``make_report``, and ``write_suite_report``, which
+``bench suite`` calls when it ends).
 
 The public names below load lazily, so reading results (``bench compare``) does not import
 matplotlib.

@@ -18,9 +18,20 @@ import numpy as np
 import pandas as pd
 
 from bench.record import RunResult
-from bench.report import claims, equal_cost, figures, scoring, tables
+from bench.report import (
+    budget,
+    claims,
+    equal_cost,
+    method_table,
+    overhead,
+    scoring,
+    sensitivity,
+    tables,
+    trajectories,
+)
 from bench.report import structure as st
 from bench.report.frame import done, runs_frame
+from bench.report.profiles import profile_figure
 
 
 @dataclass(frozen=True)
@@ -168,7 +179,7 @@ def _methods_section(report: Report, frame: pd.DataFrame) -> None:
     if (frame["family"] == st.SEARCH).any():
         report.add(SEARCH_ERROR_NOTE)
     for setting, runs in frame.groupby("setting", sort=True):
-        report.add(f"### {setting}\n\n" + tables.method_table(runs))
+        report.add(f"### {setting}\n\n" + method_table.method_table(runs))
 
 
 def _claims_section(report: Report, frame: pd.DataFrame) -> None:
@@ -183,24 +194,24 @@ def _claims_section(report: Report, frame: pd.DataFrame) -> None:
             "(`bench/report/claims.py`; the claims are data in `bench/published/*.toml`). "
             "Δ is the difference in units of the combined standard deviation. Rules: "
             + claims.RULES,
-            tables.claims_table(rows),
+            claims.claims_table(rows),
         )
-        report.add(tables.claims_summary(rows))
-        sources = tables.claims_sources(rows)
+        report.add(claims.claims_summary(rows))
+        sources = claims.claims_sources(rows)
         if sources:
             report.add("Sources of the claims:\n\n" + sources)
-    unread = tables.unread_published(rows)
+    unread = claims.unread_published(rows)
     if unread:
         report.add(unread)
     if any(c.impossible or c.reruns_stored for c in counts):
         report.add("Plain re-runs with the learned values, per hyperoptimized row: a re-run "
                    "cannot be made where a learned value is invalid for the plain optimizer (a "
                    "step size that ended ≤ 0); that is a finding of its own.",
-                   tables.rerun_count_table(counts))
+                   claims.rerun_count_table(counts))
 
 
 def _sensitivity_section(report: Report, frame: pd.DataFrame) -> None:
-    lines = tables.sensitivity_lines(frame)
+    lines = sensitivity.sensitivity_lines(frame)
     if lines.empty:
         return
     report.add(
@@ -209,7 +220,7 @@ def _sensitivity_section(report: Report, frame: pd.DataFrame) -> None:
         "spread is taken over the per-α₀ means across seeds; diverged runs have no final error "
         "and are counted in `runs` (and drawn as × in the figure).",
     )
-    points = figures.published_points(lines)
+    points = sensitivity.published_points(lines)
     unread = [f for f in _shown_figures(lines) if not f.points]
     if len(points):
         report.add(f"Hollow diamonds: {len(points)} points read from the papers' figures, with "
@@ -217,9 +228,9 @@ def _sensitivity_section(report: Report, frame: pd.DataFrame) -> None:
     for figure in unread:
         report.add(f"The paper's figure ({figure.title}) could not be read: {figure.note}; "
                    "none of its points are drawn.")
-    report.figure(figures.sensitivity_figure(lines, report.out / "sensitivity.png", points),
+    report.figure(sensitivity.sensitivity_figure(lines, report.out / "sensitivity.png", points),
                   "final test error against initial step size")
-    report.add(tables.spread_table(lines))
+    report.add(sensitivity.spread_table(lines))
     costs = equal_cost.grid_costs(lines)
     if costs:
         report.add(
@@ -247,8 +258,8 @@ def _shown_figures(lines: pd.DataFrame) -> list:
 
 
 def _overhead_section(report: Report, frame: pd.DataFrame) -> None:
-    rows = tables.overhead_rows(frame)
-    rows = tables.overhead_groups(rows) if not rows.empty else rows
+    rows = overhead.overhead_rows(frame)
+    rows = overhead.overhead_groups(rows) if not rows.empty else rows
     if rows.empty:
         return
     report.add(
@@ -261,16 +272,16 @@ def _overhead_section(report: Report, frame: pd.DataFrame) -> None:
     for setting, group in rows.groupby("setting", sort=True):
         kinds = done(frame[frame["setting"] == setting])["memory_kind"]
         memory_kind = " / ".join(sorted(set(kinds) - {""})) or "not measured"
-        report.add(f"### {setting}", tables.overhead_table(group, memory_kind))
+        report.add(f"### {setting}", overhead.overhead_table(group, memory_kind))
         path = report.out / f"overhead-{_slug(setting)}.png"
-        report.figure(figures.overhead_figure(group, path, memory_kind),
+        report.figure(overhead.overhead_figure(group, path, memory_kind),
                       f"step time and memory per tower height, {setting}")
 
 
 def _run_units(frame: pd.DataFrame) -> dict[str, float]:
     """One single run's cost in steps per setting (the unit of every budget)."""
     top = frame[frame["parent"].isna()]
-    return {str(s): tables.budget_levels(runs)[0] for s, runs in top.groupby("setting")}
+    return {str(s): budget.budget_levels(runs)[0] for s, runs in top.groupby("setting")}
 
 
 def _equal_cost_section(report: Report, frame: pd.DataFrame,
@@ -298,7 +309,7 @@ def _equal_cost_section(report: Report, frame: pd.DataFrame,
         equal_cost.scores_table(a),
     )
     profiles = {relax: scoring.profile(r, _TAUS) for relax, r in a.ratios.items()}
-    report.figure(figures.profile_figure(profiles, report.out / "profiles.png", scoring.R_MAX),
+    report.figure(profile_figure(profiles, report.out / "profiles.png", scoring.R_MAX),
                   "performance profiles at the strict and relaxed targets")
     report.add("### Verdicts", "\n".join(f"- **{v.setting}**: {v.text}" for v in a.verdicts)
                or "No hyperoptimized towers ran on these workloads.")
@@ -315,7 +326,7 @@ _TAUS = [float(t) for t in np.geomspace(1.0, 10.0, 121)]
 
 def _budget_section(report: Report, frame: pd.DataFrame) -> None:
     searches = frame[(frame["family"] == st.SEARCH) & (frame["status"] == "done")]
-    curves = [bool(tables.best_so_far(r)) for r in searches["result"]]
+    curves = [bool(budget.best_so_far(r)) for r in searches["result"]]
     settings = sorted(set(searches.loc[curves, "setting"])) if curves else []
     if not settings:
         return
@@ -328,18 +339,18 @@ def _budget_section(report: Report, frame: pd.DataFrame) -> None:
     )
     for setting in settings:
         runs = frame[(frame["setting"] == setting) & frame["parent"].isna()]
-        unit, levels = tables.budget_levels(runs)
+        unit, levels = budget.budget_levels(runs)
         path = report.out / f"budget-{_slug(setting)}.png"
         report.add(f"### {setting}")
-        report.figure(figures.budget_figure(runs, path), f"best-so-far accuracy, {setting}")
-        report.add(tables.budget_table(runs, unit, levels))
-        matches = tables.match_table(runs, unit)
+        report.figure(budget.budget_figure(runs, path), f"best-so-far accuracy, {setting}")
+        report.add(budget.budget_table(runs, unit, levels))
+        matches = budget.match_table(runs, unit)
         if matches:
             report.add("Cost at which each search first matches each tower:\n\n" + matches)
 
 
 def _trajectory_section(report: Report, frame: pd.DataFrame) -> None:
-    traj = figures.trajectory_frame(frame)
+    traj = trajectories.trajectory_frame(frame)
     if traj.empty:
         return
     varies = traj.groupby(["setting", "method", "name"])["value"].agg(lambda v: v.nunique() > 1)
@@ -352,7 +363,7 @@ def _trajectory_section(report: Report, frame: pd.DataFrame) -> None:
         "hand or by a search's chosen trial (dashed). Towers run from a grid of initial step "
         "sizes are drawn apart, a line per initial step size α₀.",
     )
-    for path, alt in figures.trajectory_figures(traj, report.out):
+    for path, alt in trajectories.trajectory_figures(traj, report.out):
         report.figure(path, alt)
 
 

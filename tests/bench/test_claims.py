@@ -340,20 +340,20 @@ points = [{ series = "height 0", x = 1e-3, y = 20.0 }, { series = "height 1", x 
 
 
 def test_published_points_are_drawn_beside_ours(tmp_path, monkeypatch):
-    from bench.report import figures, tables
+    from bench.report import sensitivity
 
     papers = paper(tmp_path, FIGURE)
     frame = store_frame(tmp_path, _grid_runs({0: (30.0, 8.0, 5.0), 1: (6.0, 5.0, 5.5)}))
-    lines = tables.sensitivity_lines(frame)
-    points = figures.published_points(lines, papers)
+    lines = sensitivity.sensitivity_lines(frame)
+    points = sensitivity.published_points(lines, papers)
     assert points[["base", "height", "lr0", "score", "precision"]].values.tolist() == [
         ["sgd", 0, 1e-3, 20.0, 0.5], ["sgd", 1, 1e-2, 4.0, 0.5]]
-    assert figures.published_points(lines.assign(workload="fashion-mlp"), papers).empty
+    assert sensitivity.published_points(lines.assign(workload="fashion-mlp"), papers).empty
     drawn = []
-    original = figures._published
-    monkeypatch.setattr(figures, "_published",
+    original = sensitivity._published
+    monkeypatch.setattr(sensitivity, "_published",
                         lambda ax, pts, colors: drawn.append(len(pts)) or original(ax, pts, colors))
-    path = figures.sensitivity_figure(lines, tmp_path / "s.png", points)
+    path = sensitivity.sensitivity_figure(lines, tmp_path / "s.png", points)
     assert path.read_bytes()[:4] == b"\x89PNG" and drawn == [2]
 
 

@@ -101,7 +101,7 @@ def test_the_grid_cost_of_a_towers_worst_case():
              zip(lr0, [0.5, 0.1, 0.05, 0.2], strict=True)]
     tower = [_run(f"sgd({lr:g})/sgd({lr:g})", 0, [(1000, 11.0, e)]) for lr, e in
              zip(lr0, [0.12, 0.06, 0.05, 0.07], strict=True)]
-    from bench.report.tables import sensitivity_lines
+    from bench.report.sensitivity import sensitivity_lines
 
     (g,) = equal_cost.grid_costs(sensitivity_lines(runs_frame(plain + tower)))
     assert (g.points, g.good, g.diverged) == (4, 2, 0)
@@ -115,7 +115,7 @@ def test_a_tower_that_diverges_somewhere_on_the_grid():
     plain = [_run(f"adam({lr:g})", 0, [(1000, 10.0, 0.05)]) for lr in lr0]
     tower = [_run(f"adam({lr:g})/adam({lr:g})", 0, [(1000, 11.0, 0.04)],
                   status=DIVERGED if lr == 1e-1 else DONE) for lr in lr0]
-    from bench.report.tables import sensitivity_lines
+    from bench.report.sensitivity import sensitivity_lines
 
     (g,) = equal_cost.grid_costs(sensitivity_lines(runs_frame(plain + tower)))
     assert g.diverged == 1 and g.worst == math.inf
