@@ -707,8 +707,7 @@ def run_cli(args: Any) -> int:
     Exit codes: 0 all runs done (or diverged: a result), 1 some run failed, 130 interrupted.
     """
     from bench.executors import LOCAL
-    from bench.sqlstore import safe_url
-    from bench.store import default_location, open_store
+    from bench.store import default_location, open_store, safe_url
     from bench.suite import load_suite
 
     if (getattr(args, "executor", LOCAL) != LOCAL or getattr(args, "address", None)

@@ -302,7 +302,7 @@ def check_cluster(device: str, location: str, address: str | None) -> None:
     """The cluster can run the plan: GPUs when asked for, a shared store when it has nodes."""
     import ray
 
-    from bench.sqlstore import is_database_url
+    from bench.store import is_database_url
 
     resources = ray.cluster_resources()
     if device == "cuda" and resources.get("GPU", 0) <= 0:
@@ -321,8 +321,7 @@ def run_cli(args: Any) -> int:
 
     Exit codes: 0 all runs done (or diverged), 1 some run failed, 130 interrupted.
     """
-    from bench.sqlstore import is_database_url, safe_url
-    from bench.store import default_location, open_store
+    from bench.store import default_location, is_database_url, open_store, safe_url
     from bench.suite import load_suite
 
     suite = load_suite(args.suite)  # malformed file, unknown names: before anything runs
@@ -386,8 +385,7 @@ def _run(args: Any, suite: Any, plan: list[RunConfig], store: Any, location: str
 def _create_optuna_tables(location: str) -> None:
     """Create Optuna's tables once, here, before K tasks of a search open the database at once."""
     from bench.methods.search import storage_url
-    from bench.sqlstore import is_database_url
-    from bench.store import as_default_store
+    from bench.store import as_default_store, is_database_url
 
     if not is_database_url(location) and not os.environ.get("BENCH_OPTUNA_STORAGE"):
         return  # SQLite beside the store: created under SQLite's lock, no race

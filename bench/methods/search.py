@@ -124,11 +124,11 @@ def storage_url(storage: str | None = None) -> str:
     """
     url = storage or os.environ.get("BENCH_OPTUNA_STORAGE")
     if not url:
-        from bench.sqlstore import is_database_url
-        from bench.store import default_path
+        from bench.store import default_location, is_database_url
 
         store = os.environ.get("BENCH_STORE", "")
-        url = store if is_database_url(store) else str(default_path().parent / DEFAULT_STORAGE_FILE)
+        beside = Path(default_location()).parent / DEFAULT_STORAGE_FILE
+        url = store if is_database_url(store) else str(beside)
     if "://" not in url:
         path = Path(url)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -106,7 +106,7 @@ def _store_label(store: Any) -> str:
     """A store's path, or its URL with the password hidden."""
     if getattr(store, "path", None) is not None:
         return str(store.path)
-    from bench.sqlstore import safe_url
+    from bench.store import safe_url
 
     return safe_url(str(getattr(store, "url", "database")))
 

@@ -1,162 +1,30 @@
-"""PostgreSQL as the results store and as the Optuna storage of a search shared by two workers.
+"""PostgreSQL as the results store (``bench.store.postgres``) and as the Optuna storage of a
+search shared by two workers: what the contract's tests (``test_store_contract.py``, run on this
+store too) do not cover.
 
 Against a real server: ``$BENCH_TEST_POSTGRES_URL`` (CI starts one with ``bash .ci/postgres
-start DIR``, which prints the URL). Each test gets a fresh database on it, dropped afterwards.
-The store's contract tests run on the SQLite store too, through the same ``open_store``: one
-contract, two implementations.
+start DIR``, which prints the URL). Each test gets a fresh database on it (the ``pg_url``
+fixture), dropped afterwards.
 """
 
 from __future__ import annotations
 
-import math
 import multiprocessing as mp
 import os
 import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import pytest
 
 from bench.errors import UserError
-from bench.record import DIVERGED, DONE, FAILED, INTERRUPTED, RunResult
-from bench.store import Store, open_store, store_exists
+from bench.record import DONE, FAILED
+from bench.store import open_store
 
 ROOT = Path(__file__).resolve().parents[2]
-PG_URL = os.environ.get("BENCH_TEST_POSTGRES_URL")
-needs_postgres = pytest.mark.skipif(
-    not PG_URL,
-    reason="BENCH_TEST_POSTGRES_URL is unset: start a server with `bash .ci/postgres start DIR` "
-    "and export the URL it prints (CI does)",
-)
-
-
-@pytest.fixture
-def pg_url() -> Any:
-    """A fresh, empty database on the test server (dropped afterwards), as a SQLAlchemy URL."""
-    if not PG_URL:
-        pytest.skip("BENCH_TEST_POSTGRES_URL is unset: start a server with `bash .ci/postgres "
-                    "start DIR` and export the URL it prints (CI does)")
-    import sqlalchemy as sa
-
-    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    name = f"bench_test_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    yield sa.make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Where a store lives: a SQLite file, or a fresh PostgreSQL database."""
-    if request.param == "sqlite":
-        return str(tmp_path / "r.sqlite")
-    return request.getfixturevalue("pg_url")
-
-
-def result(run_id: str, status: str = DONE, **kw: Any) -> RunResult:
-    seed = kw.pop("seed", 0)
-    method = kw.pop("method", "sgd(0.1)")
-    return RunResult(
-        run_id=run_id,
-        config={"workload": "mnist-mlp", "method": method, "seed": seed,
-                "budget": {"steps": 10, "epochs": None, "seconds": None}, "device": "cpu",
-                "options": {"eval_every": 0.5}},
-        status=status,
-        metrics={"test_error": 0.1 + 0.2, "val_error": 1 / 3, "hyper/0.lr": 0.05},
-        curves={"eval": [{"step": 10, "test_error": 0.1}], "train_loss": [[1, 2.3], [2, 1e-310]]},
-        timing={"step_time_median": 0.001, "timed_steps": 5},
-        memory={"optimizer_bytes": 1024},
-        cost={"steps": 10, "device_seconds": 0.01},
-        env={"commit": "abc", "device_name": "cpu", "started": "2024-01-01T00:00:00+00:00"},
-        **kw,
-    )
-
-
-# --- the store's contract, on both stores ------------------------------------------------------
-
-
-def test_round_trip_is_bitwise_nan_and_subnormals_included(location):
-    original = result("a")
-    original.curves["train_loss"].append([3, float("nan")])
-    with open_store(location) as store:
-        store.put(original)
-        back = store.get("a")
-    assert back is not None and math.isnan(back.curves["train_loss"][-1][1])
-    back.curves["train_loss"].pop()
-    original.curves["train_loss"].pop()
-    assert back == original  # 0.1 + 0.2 and 1e-310 come back as the same floats
-
-
-def test_has_get_put_delete_and_filters(location):
-    with open_store(location) as store:
-        store.put(result("done"))
-        store.put(result("diverged", DIVERGED, diverged_step=3, error="boom"))
-        store.put(result("failed", FAILED, error="RuntimeError: x"))
-        store.put(result("interrupted", INTERRUPTED, method="adam(0.001)", seed=1))
-        assert [store.has(i) for i in ("done", "diverged", "failed", "interrupted", "absent")] \
-            == [True, True, False, False, False]
-        assert store.get("absent") is None and store.get("diverged").diverged_step == 3
-        assert [r.run_id for r in store.results()] == [
-            "interrupted", "diverged", "done", "failed"]  # workload, method, seed, run id
-        assert [r.run_id for r in store.results(status=FAILED)] == ["failed"]
-        assert [r.run_id for r in store.results(["done", "nope"], method="sgd(0.1)")] == ["done"]
-        assert store.results([]) == [] and store.results(workload="svhn") == []
-        store.put(result("failed"))  # a re-run replaces the failed row
-        assert store.has("failed") and len(store) == 4
-        store.delete("failed")
-        assert store.get("failed") is None and len(store) == 3
-
-
-def test_a_lease_keeps_a_run_to_one_invocation_until_it_lapses_or_the_run_is_stored(location):
-    from bench.store import CLAIMED, HELD, LEASE_SECONDS, STORED
-
-    with open_store(location) as a, open_store(location) as b:
-        assert a.claim("r", "A", now=1000.0) == CLAIMED
-        assert a.claim("r", "A", now=1001.0) == CLAIMED  # its own lease: still its
-        assert b.claim("r", "B", now=1030.0) == HELD
-        lapse = 1000.0 + LEASE_SECONDS + 1
-        assert b.claim("r", "B", now=lapse) == CLAIMED  # A died: B takes over
-        assert a.claim("r", "A", now=lapse) == HELD
-        b.put(result("r"))
-        b.release("r", "B")
-        assert a.claim("r", "A") == STORED
-        assert b.claim("free", "B") == CLAIMED
-        b.heartbeat("B")  # renewed now: A cannot take it
-        assert a.claim("free", "A") == HELD
-        b.release("free", "B")
-        assert a.claim("free", "A") == CLAIMED
-
-
-def test_export_is_the_same_table_from_both_stores(location, tmp_path):
-    with open_store(location) as store:
-        store.put(result("a"))
-        store.put(result("b", DIVERGED, seed=1, diverged_step=4, error="non-finite"))
-        path = store.export(tmp_path / "runs.csv")
-    frame = pd.read_csv(path)
-    assert list(frame["run_id"]) == ["a", "b"] and list(frame["status"]) == [DONE, DIVERGED]
-    assert list(frame["metric.test_error"]) == [0.1 + 0.2] * 2
-
-
-# --- the factory ------------------------------------------------------------------------------
-
-
-def test_open_store_picks_the_store_a_location_names(tmp_path):
-    for location in (tmp_path / "a.sqlite", str(tmp_path / "b.sqlite"),
-                     f"sqlite:///{tmp_path / 'c.sqlite'}"):
-        with open_store(location) as store:
-            assert isinstance(store, Store)
-        assert store_exists(location)
-    assert not store_exists(tmp_path / "absent.sqlite")
-    with pytest.raises(UserError, match="unsupported results store URL 'mysql://u@h/db'; give"):
-        open_store("mysql://u@h/db")
 
 
 def test_an_unreachable_server_is_a_user_error_without_the_password():
@@ -172,7 +40,7 @@ def test_an_unreachable_server_is_a_user_error_without_the_password():
 
 
 def test_the_postgres_store_is_what_open_store_gives_for_its_url(pg_url):
-    from bench.sqlstore import SQLStore
+    from bench.store.postgres import SQLStore
 
     with open_store(pg_url) as store:
         assert isinstance(store, SQLStore) and len(store) == 0
@@ -202,7 +70,6 @@ def _writer(url: str, prefix: str, n: int) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-@needs_postgres
 @pytest.mark.slow
 def test_writers_at_once_and_one_killed_mid_write_leave_only_complete_rows(pg_url):
     writers = [_writer(pg_url, prefix, 120) for prefix in ("a", "b", "c")]
@@ -300,7 +167,6 @@ def _trials(url: str, run_id: str) -> list[Any]:
     return study.get_trials(deepcopy=False)
 
 
-@needs_postgres
 @pytest.mark.slow
 def test_two_workers_share_one_study_and_one_budget(pg_url, bench_data_dir):
     budget = 3.5
@@ -339,7 +205,6 @@ def _without_resumed(record: dict[str, Any]) -> dict[str, Any]:
     return record | {"curves": curves}
 
 
-@needs_postgres
 @pytest.mark.slow
 def test_a_worker_killed_mid_trial_is_failed_by_the_other_and_its_cost_counts(pg_url,
                                                                                bench_data_dir):

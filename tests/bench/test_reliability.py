@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from bench import store as store_module
 from bench.cli import main
 from bench.record import DONE, FAILED, INTERRUPTED, RunResult
 from bench.store import Store
+from bench.store import sqlite as store_module
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN = ["run", "--workload", "mnist-logreg", "--method", "torch.sgd(0.1)", "--steps", "20"]

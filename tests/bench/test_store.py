@@ -1,8 +1,9 @@
-"""The results store: round trips, caching rules, atomic rows, several writers, export."""
+"""The SQLite store (``bench.store.sqlite``) and opening a store: what the contract's tests
+(``test_store_contract.py``) do not cover: the default location, a folder or a file that is not a
+database, processes writing one file at once, and writers killed mid-write or mid-training."""
 
 from __future__ import annotations
 
-import math
 import os
 import signal
 import sqlite3
@@ -11,38 +12,13 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from bench.errors import UserError
-from bench.record import DIVERGED, DONE, FAILED, INTERRUPTED, RunResult
-from bench.store import Store, default_path
+from bench.record import DONE, RunResult
+from bench.store import Store, default_location, open_store, store_exists
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def result(run_id: str, status: str = DONE, **kw: object) -> RunResult:
-    seed = kw.pop("seed", 0)
-    method = kw.pop("method", "sgd(0.1)")
-    return RunResult(
-        run_id=run_id,
-        config={
-            "workload": "mnist-mlp",
-            "method": method,
-            "seed": seed,
-            "budget": {"steps": 10, "epochs": None, "seconds": None},
-            "device": "cpu",
-            "options": {"eval_every": 0.5},
-        },
-        status=status,
-        metrics={"test_error": 0.1, "val_error": 0.12, "hyper/0.lr": 0.05},
-        curves={"eval": [{"step": 10, "test_error": 0.1}], "train_loss": [[1, 2.3], [2, 1.5]]},
-        timing={"step_time_median": 0.001, "timed_steps": 5},
-        memory={"optimizer_bytes": 1024},
-        cost={"steps": 10, "device_seconds": 0.01},
-        env={"commit": "abc", "device_name": "cpu", "started": "2024-01-01T00:00:00+00:00"},
-        **kw,
-    )
 
 
 def integrity(path: Path) -> str:
@@ -50,65 +26,22 @@ def integrity(path: Path) -> str:
         return conn.execute("PRAGMA integrity_check").fetchone()[0]
 
 
-def test_put_get_round_trip(tmp_path):
-    with Store(tmp_path / "r.sqlite") as store:
-        original = result("a")
-        original.curves["train_loss"].append([3, float("nan")])  # diverged curves hold NaN
-        store.put(original)
-        back = store.get("a")
-    assert back is not None
-    assert back.to_dict().keys() == original.to_dict().keys()
-    assert math.isnan(back.curves["train_loss"][-1][1])
-    back.curves["train_loss"].pop()
-    original.curves["train_loss"].pop()
-    assert back == original
-
-
-def test_has_is_true_only_for_results_worth_keeping(tmp_path):
-    with Store(tmp_path / "r.sqlite") as store:
-        store.put(result("done"))
-        store.put(result("diverged", DIVERGED, diverged_step=3, error="boom"))
-        store.put(result("failed", FAILED, error="RuntimeError: x"))
-        store.put(result("interrupted", INTERRUPTED))
-        assert [store.has(i) for i in ("done", "diverged", "failed", "interrupted", "absent")] == [
-            True,
-            True,
-            False,
-            False,
-            False,
-        ]
-        assert store.get("absent") is None
-        assert store.get("diverged").diverged_step == 3
-
-
-def test_put_replaces_and_delete_removes(tmp_path):
-    with Store(tmp_path / "r.sqlite") as store:
-        store.put(result("a", FAILED, error="first try"))
-        store.put(result("a"))
-        assert len(store) == 1 and store.get("a").status == DONE
-        store.delete("a")
-        assert len(store) == 0 and store.get("a") is None
-
-
-def test_results_filters(tmp_path):
-    with Store(tmp_path / "r.sqlite") as store:
-        store.put(result("x2", seed=2))
-        store.put(result("x1", seed=1))
-        store.put(result("y", method="adam(0.001)"))
-        store.put(result("z", FAILED, method="adam(0.001)", seed=1))
-        assert [r.run_id for r in store.results()] == ["y", "z", "x1", "x2"]
-        assert [r.run_id for r in store.results(method="sgd(0.1)")] == ["x1", "x2"]
-        assert [r.run_id for r in store.results(status=FAILED)] == ["z"]
-        assert [r.run_id for r in store.results(["x2", "y", "nope"])] == ["y", "x2"]
-        assert store.results([]) == []
-        assert store.results(workload="cifar10-resnet20") == []
-
-
-def test_default_path_follows_the_environment(monkeypatch, tmp_path):
+def test_default_location_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("BENCH_STORE", str(tmp_path / "env.sqlite"))
-    assert default_path() == tmp_path / "env.sqlite"
+    assert default_location() == str(tmp_path / "env.sqlite")
     monkeypatch.delenv("BENCH_STORE")
-    assert default_path() == Path("results/bench.sqlite")
+    assert default_location() == "results/bench.sqlite"
+
+
+def test_open_store_picks_the_store_a_location_names(tmp_path):
+    for location in (tmp_path / "a.sqlite", str(tmp_path / "b.sqlite"),
+                     f"sqlite:///{tmp_path / 'c.sqlite'}"):
+        with open_store(location) as store:
+            assert isinstance(store, Store)
+        assert store_exists(location)
+    assert not store_exists(tmp_path / "absent.sqlite")
+    with pytest.raises(UserError, match="unsupported results store URL 'mysql://u@h/db'; give"):
+        open_store("mysql://u@h/db")
 
 
 def test_a_folder_or_a_non_database_is_a_user_error(tmp_path):
@@ -118,24 +51,6 @@ def test_a_folder_or_a_non_database_is_a_user_error(tmp_path):
     junk.write_bytes(b"this is not a database" * 100)
     with pytest.raises(UserError, match="is corrupt"):
         Store(junk)
-
-
-def test_export_csv_and_parquet_are_readable(tmp_path):
-    with Store(tmp_path / "r.sqlite") as store:
-        store.put(result("a"))
-        store.put(result("b", DIVERGED, seed=1, diverged_step=4, error="non-finite"))
-        csv = store.export(tmp_path / "out" / "runs.csv", "csv")
-        parquet = store.export(tmp_path / "runs.parquet", "parquet")
-        with pytest.raises(UserError, match="valid formats: csv, parquet"):
-            store.export(tmp_path / "runs.xlsx", "xlsx")
-    for frame in (pd.read_csv(csv), pd.read_parquet(parquet)):
-        assert list(frame["run_id"]) == ["a", "b"]
-        assert list(frame["status"]) == [DONE, DIVERGED]
-        assert list(frame["metric.test_error"]) == [0.1, 0.1]
-        assert list(frame["timing.step_time_median"]) == [0.001, 0.001]
-        assert list(frame["cost.steps"]) == [10, 10]
-        assert list(frame["budget_steps"]) == [10, 10]
-        assert frame["diverged_step"].iloc[1] == 4
 
 
 # -- several processes ---------------------------------------------------------------------------
@@ -193,7 +108,7 @@ def test_a_writer_killed_mid_write_leaves_only_complete_rows(tmp_path):
         rows = store.results()
         assert 0 < len(rows) < 100_000
         assert all(len(r.curves["train_loss"]) == 2000 for r in rows)  # every row complete
-        store.put(result("after"))
+        store.put(RunResult(run_id="after", config={"workload": "w"}, status=DONE))
         assert store.has("after")
 
 
