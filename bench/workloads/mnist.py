@@ -64,51 +64,46 @@ class MnistMLP(_Mnist):
         return mlp((784, 128, 10), nn.Tanh, activate_output=True, log_softmax=True)
 
 
-class MnistLogReg(_Mnist):
+class _BaydinMnist(_Mnist):
+    """Baydin et al.'s MNIST setup: normalised inputs, batch 128, L2 1e-4 for every optimizer."""
+
+    batch_size = 128
+    l2 = 1e-4
+
+
+class MnistLogReg(_BaydinMnist):
     """Baydin et al.'s logistic regression on MNIST (their ``LogReg``: one ``Linear(784, 10)``,
     cross-entropy), normalised inputs, batch 128, L2 1e-4, 10 epochs."""
 
     name = "mnist-logreg"
     description = "MNIST, logistic regression 784-10, L2 1e-4 (Baydin et al.), batch 128, 10 epochs"
     source = _BAYDIN.format(epochs=10)
-    batch_size = 128
     epochs = 10
-    l2 = 1e-4
 
     def build_model(self) -> nn.Module:
         return mlp((784, 10))
 
 
-class MnistMLP1000(_Mnist):
+class MnistMLP1000(_BaydinMnist):
     """Baydin et al.'s MLP on MNIST (their ``MLP``: 784-1000-1000-10, ReLU, cross-entropy),
     normalised inputs, batch 128, L2 1e-4, 100 epochs."""
 
     name = "mnist-mlp1000"
     description = "MNIST, MLP 784-1000-1000-10 ReLU, L2 1e-4 (Baydin et al.), batch 128, 100 epochs"
     source = _BAYDIN.format(epochs=100)
-    batch_size = 128
     epochs = 100
-    l2 = 1e-4
 
     def build_model(self) -> nn.Module:
         return mlp((784, 1000, 1000, 10), nn.ReLU)
 
 
-class FashionMLP(ImageClassification):
+class FashionMLP(MnistMLP):
     """Not from either paper: the ``mnist-mlp`` network and preprocessing on Fashion-MNIST, a
     second problem of the same cost for the equal-budget study."""
 
     name = "fashion-mlp"
     description = "Fashion-MNIST, the mnist-mlp network (tanh/tanh/log_softmax, pixels/255)"
     source = "this project: mnist-mlp's network, loss, batch and epochs on Fashion-MNIST"
-    batch_size = 256
-    epochs = 30
-    mean = None
-    std = None
-    log_probs = True
 
     def images(self) -> data.Images:
         return data.load_fashion_mnist()
-
-    def build_model(self) -> nn.Module:
-        return mlp((784, 128, 10), nn.Tanh, activate_output=True, log_softmax=True)
