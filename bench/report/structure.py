@@ -3,7 +3,7 @@
 Names are identities (``bench.methods``): the report groups and labels runs by reading them.
 The family comes from the method registry (``bench.methods.families()``) and a tower's levels
 from ``hypergrad.parse`` when they accept the name; otherwise (a name stored by an older code
-version, gdtuo's spellings) a small bracket-aware splitter reads it, so old results stay
+version, gdtuo's spellings) ``hypergrad.grammar``'s lenient reading splits it, so old results stay
 readable when the registry has moved on. The template (the name with its initial step size
 blanked) is always made from the name's own text, so it prints back as written.
 """
@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+
+from hypergrad.grammar import split_call, split_top
 
 # Families as the report names them. ``towers`` of the registry splits into three by prefix.
 TOWER = "tower"  # hypergrad towers, height 0 included: ``adam(lr=1e-3)/sgd(1e-5)``
@@ -91,31 +93,6 @@ def canonical_method(name: str) -> str:
         return name
 
 
-def split_top(text: str, sep: str) -> list[str]:
-    """Split ``text`` at ``sep`` outside brackets: ``a(1,2)/b`` -> ``["a(1,2)", "b"]`` on ``/``."""
-    parts, depth, start = [], 0, 0
-    for i, ch in enumerate(text):
-        if ch in "([{":
-            depth += 1
-        elif ch in ")]}":
-            depth -= 1
-        elif depth == 0 and text.startswith(sep, i):
-            parts.append(text[start:i])
-            start = i + len(sep)
-    parts.append(text[start:])
-    return [p.strip() for p in parts]
-
-
-def split_call(text: str) -> tuple[str, list[str]]:
-    """``adam(lr=1e-3, beta1=0.9)`` -> ``("adam", ["lr=1e-3", "beta1=0.9"])``."""
-    text = text.strip()
-    if "(" not in text or not text.endswith(")"):
-        return text, []
-    head, _, inner = text.partition("(")
-    args = [a for a in split_top(inner[:-1], ",") if a]
-    return head.strip(), args
-
-
 def _step_size(args: list[str]) -> tuple[int, float] | None:
     """The index and value of the step size in an argument list: ``lr=`` or the first positional."""
     for i, arg in enumerate(args):
@@ -158,7 +135,7 @@ def _fallback_family(name: str, level0: str) -> str:
         return "hd"
     if head in _LRFREE_NAMES:
         return "lrfree"
-    if len(split_top(name, "+")) > 1:
+    if len(split_top(name, "+", strict=False)) > 1:
         return "schedules"
     return "towers"
 
@@ -171,8 +148,8 @@ def method_info(name: str) -> MethodInfo:
     for marker in ("gdtuo:", "torch."):
         if body.startswith(marker):
             prefix, body = marker, body[len(marker) :]
-    main, *schedule = split_top(body, "+")
-    levels = split_top(main, "/")
+    main, *schedule = split_top(body, "+", strict=False)
+    levels = split_top(main, "/", strict=False)
     registry = _registry_family(name) or _fallback_family(name, levels[0])
     family = _REGISTRY_FAMILIES.get(registry, OTHER)
     if registry == "towers":
