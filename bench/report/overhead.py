@@ -77,7 +77,7 @@ def _plain_for(row: Any, plains: list[Any]) -> Any:
     """The plain optimizer a row compares with: the same level-0 arguments, else the first."""
     if not plains:
         return None
-    wanted = _settings(st.split_top(row.template, "/")[0])
+    wanted = _settings(st.split_top(row.template, "/", strict=False)[0])
     same = [p for p in plains if _settings(p.template) == wanted]
     return same[0] if same else plains[0]
 
@@ -109,7 +109,7 @@ def _gdtuo_twin(row: Any, group: pd.DataFrame, by_template: dict[str, Any]) -> A
 
 def _level_below(row: Any, by_template: dict[str, Any]) -> Any:
     """The same tower without its top level (``a/b/c`` -> ``a/b``), if measured."""
-    levels = st.split_top(row.template, "/")
+    levels = st.split_top(row.template, "/", strict=False)
     return by_template.get("/".join(levels[:-1])) if len(levels) > 1 else None
 
 
