@@ -10,19 +10,20 @@
 
 The same tower spelled out: ``hypergrad.Adam(model.parameters(), lr=1e-3,
 hyper=hypergrad.SGD(lr=1e-5))``. The training loop is the ordinary one: ``opt.zero_grad();
-loss.backward(); opt.step()``. See ``hypergrad._hyper`` for how hypergradients are computed.
+loss.backward(); opt.step()``. See ``hypergrad._stepping`` for how hypergradients are computed.
 ``hypergrad.hyperparameters(opt)`` reads the learned values through a framework's wrapper.
 """
 
 from __future__ import annotations
 
+from hypergrad._base import Tower
 from hypergrad._errors import HypergradError, SpecError, UnsupportedError
-from hypergrad._hyper import Tower, hyperparameters, unwrap
+from hypergrad._spec import GRAMMAR, OPTIMIZERS, canonical, parse, unbound
 from hypergrad.adagrad import Adagrad
 from hypergrad.adam import Adam, AdamW
 from hypergrad.rmsprop import RMSprop
 from hypergrad.sgd import SGD
-from hypergrad.tower import GRAMMAR, OPTIMIZERS, canonical, parse, tower, unbound
+from hypergrad.tower import hyperparameters, tower, unwrap
 
 __all__ = [
     "GRAMMAR",

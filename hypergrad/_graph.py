@@ -13,7 +13,7 @@ temporaries are those few numbers, so it costs no memory worth counting.
 
 A graph reads and writes fixed addresses, and runs none of the Python around the kernels, so:
 level 0's new hypergradient is copied into the buffer the graph reads; the step counters above
-level 0 are device tensors counted up in place (``_hyper._steps_on_device``); SGD keeps its
+level 0 are device tensors counted up in place (``_stepping.steps_on_device``); SGD keeps its
 momentum buffers in place above level 0 (``fixed_buffers``); the values the graph writes into
 ``param_groups`` are overwritten in place. Whatever would change what was captured drops the
 graph, and the levels run eagerly until they are warm again: ``load_state_dict``, a learned

@@ -13,21 +13,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from hypergrad._hyper import (
-    IDENTITY,
-    Flat,
-    Inner,
-    Tower,
-    as_number,
-    axmy_,
-    check,
-    dot,
-    dot_total,
-    flat_ready,
-    non_negative,
-    positive,
-    same_step,
-)
+from hypergrad._arguments import as_number, check, non_negative, positive
+from hypergrad._arithmetic import Inner, axmy_, dot, dot_total
+from hypergrad._base import Tower
+from hypergrad._flat import Flat, flat_ready, same_step
+from hypergrad._parametrisations import IDENTITY
 
 
 class Adagrad(Tower):

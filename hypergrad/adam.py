@@ -13,25 +13,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from hypergrad._hyper import (
-    IDENTITY,
-    UNIT,
-    Flat,
-    Inner,
-    Tower,
-    as_dtype,
-    as_number,
-    bias_correction,
-    check,
-    dot,
-    dot_total,
-    fdiv,
-    flat_ready,
-    keep,
-    non_negative,
-    positive,
-    same_step,
-)
+from hypergrad._arguments import as_number, check, non_negative, positive
+from hypergrad._arithmetic import Inner, as_dtype, bias_correction, dot, dot_total, fdiv, keep
+from hypergrad._base import Tower
+from hypergrad._flat import Flat, flat_ready, same_step
+from hypergrad._parametrisations import IDENTITY, UNIT
 
 
 class Adam(Tower):

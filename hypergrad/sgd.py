@@ -13,22 +13,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from hypergrad._hyper import (
-    IDENTITY,
-    Flat,
-    Inner,
-    Tower,
-    as_dtype,
-    as_number,
-    axmy_,
-    check,
-    dot,
-    dot_total,
-    flat_ready,
-    keep,
-    non_negative,
-    positive,
-)
+from hypergrad._arguments import as_number, check, non_negative, positive
+from hypergrad._arithmetic import Inner, as_dtype, axmy_, dot, dot_total, keep
+from hypergrad._base import Tower
+from hypergrad._flat import Flat, flat_ready
+from hypergrad._parametrisations import IDENTITY
 
 
 class SGD(Tower):

@@ -1,6 +1,6 @@
 """torch.optim's contract around a tower: schedulers, checkpoints that mean what they say.
 
-The semantics under test (``hypergrad._hyper``'s docstring): at level 0 of a tower whose step size
+The semantics under test (``hypergrad._takeup``'s docstring): at level 0 of a tower whose step size
 is learned, ``group["lr"]`` is the schedule's value, which the tower never overwrites; the step in
 use is ``group["lr"] / group["lr_base"]`` times the learned value. So every torch scheduler,
 chainable or absolute, acts as it does on ``torch.optim`` (a factor on the step size) and the

@@ -3,7 +3,7 @@ documentation: a CosineAnnealingLR until ``SWA_START``, then at each epoch's end
 ``swa_model.update_parameters(model)`` and ``SWALR.step()``.
 
 SWALR anneals ``group["lr"]`` towards its absolute ``swa_lr``; under the project's rule
-(``hypergrad._hyper``'s docstring) that value is the schedule, a factor on the learned step size.
+(``hypergrad._takeup``'s docstring) that value is the schedule, a factor on the learned step size.
 The tests show the steps in use are torch.optim's under the same schedulers when nothing is
 learned, the step size is learned under SWALR, ``AveragedModel`` averages the tower's weights,
 and a resume (model, averaged model, tower, both schedulers) continues bit for bit, on both

@@ -4,7 +4,7 @@ scheduler acts on one of the two, by its ``t_in_epochs``).
 
 timm's schedulers write absolute values into ``group["lr"]`` (from ``group["initial_lr"]``, the
 group's ``lr`` when the scheduler was made, and their warm-up's ``warmup_lr_init``). Under the
-project's rule (``hypergrad._hyper``'s docstring) that value is the schedule, a factor on the
+project's rule (``hypergrad._takeup``'s docstring) that value is the schedule, a factor on the
 learned step size: the tests show the steps in use are torch.optim's under the same scheduler
 when nothing is learned, that the step size is learned under it with no overwrite warning, and
 that a resume with timm's scheduler state continues bit for bit, on both paths.
