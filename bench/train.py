@@ -35,6 +35,7 @@ from bench.config import CPU_THREADS, RunConfig
 from bench.errors import UserError
 from bench.methods import OptimizerSetup, parse_method
 from bench.record import DIVERGED, DONE, FAILED, RunResult
+from bench.run_plan import RunPlan
 from bench.workloads import get_workload
 from bench.workloads.base import Data, Workload
 
@@ -43,13 +44,7 @@ OnEval = Callable[[dict[str, Any]], bool]
 # ``progress(step, total_steps, info)``: called at each check and evaluation, never per step.
 Progress = Callable[[int, int, dict[str, Any]], None]
 
-HYPER_SAMPLES = 200  # default number of hyperparameter samples along a run
 LOSS_POINTS = 1000  # at most this many points in the stored train-loss curve
-# A run has diverged when its training loss is not finite, or above this many times the loss of
-# its first step (floored at 1): a blown-up run often stays finite (tanh saturates, softmax
-# gradients are bounded), and training it on wastes the budget. ``diverge_factor`` overrides it
-# (``inf`` turns the test off).
-DIVERGE_FACTOR = 100.0
 DATA_CACHE_SIZE = 2  # datasets kept per process (several seeds of one workload share little)
 
 
@@ -60,8 +55,8 @@ def train(
 
     Never raises for a failing run: an exception becomes status ``failed`` (message kept, CUDA
     out-of-memory included) and a non-finite loss or parameter becomes ``diverged`` with the
-    step (also when the loss exceeds ``DIVERGE_FACTOR`` times the first step's: option
-    ``diverge_factor``). Raises ``UserError`` for an unknown workload, method or device, or
+    step (also when the loss exceeds ``bench.run_plan.DIVERGE_FACTOR`` times the first step's:
+    option ``diverge_factor``). Raises ``UserError`` for an unknown workload, method or device, or
     missing data, before anything trains; re-raises ``KeyboardInterrupt`` (the caller records
     ``interrupted`` or discards the run).
 
@@ -71,7 +66,7 @@ def train(
             ``cost_steps``, ``cost_seconds``, ``train_loss``, ``val_*``, ``test_*``); returning
             True stops the run, recorded as ``curves["stopped_early"] = True``.
         progress: called as ``progress(step, total_steps, info)`` every few steps (``info``
-            holds ``loss`` and ``epoch``); the first call, at step 0, gives the ``Plan``.
+            holds ``loss`` and ``epoch``); the first call, at step 0, gives the ``RunPlan``.
 
     Returns:
         The run's record (``bench.record.RunResult``).
@@ -85,7 +80,7 @@ def train(
     if device.type == "cpu":  # the same numbers whichever process trains it (bench.config)
         torch.set_num_threads(CPU_THREADS)
     data = load_data(workload, device, config.seed, holdout(config))
-    plan = Plan.make(config, workload, data)
+    plan = RunPlan.make(config, workload, data)
 
     # 2. Everything random follows the seed: model init, batch order, augmentation.
     seed_everything(config.seed)
@@ -115,50 +110,12 @@ def train(
     return result
 
 
-@dataclass(frozen=True)
-class Plan:
-    """The derived numbers of a run (all in steps), printed by the CLI before it starts."""
-
-    batch_size: int
-    steps_per_epoch: int
-    total_steps: int
-    eval_every: int
-    hyper_every: int
-    check_every: int
-    warmup_steps: int
-    diverge_factor: float
-    seconds: float | None
-
-    @classmethod
-    def make(cls, config: RunConfig, workload: Workload, data: Data) -> Plan:
-        batch_size = _positive_int(config, "batch_size", workload.batch_size)
-        steps_per_epoch = workload.steps_per_epoch(data.train, batch_size)
-        budget = config.budget
-        if budget.steps is not None:
-            total = int(budget.steps)
-        else:
-            epochs = budget.epochs if budget.epochs is not None else workload.epochs
-            total = max(1, round(epochs * steps_per_epoch))
-        eval_epochs = _positive_number(config, "eval_every", 1.0)
-        return cls(
-            batch_size=batch_size,
-            steps_per_epoch=steps_per_epoch,
-            total_steps=total,
-            eval_every=max(1, round(eval_epochs * steps_per_epoch)),
-            hyper_every=_positive_int(config, "hyper_every", max(1, total // HYPER_SAMPLES)),
-            check_every=_positive_int(config, "check_every", 10),
-            warmup_steps=_positive_int(config, "warmup_steps", 5, allow_zero=True),
-            diverge_factor=_positive_number(config, "diverge_factor", DIVERGE_FACTOR),
-            seconds=budget.seconds,
-        )
-
-
 @dataclass
 class _Run:
     """What the loop measures, kept outside it so a failed run still reports its partial cost."""
 
     config: RunConfig
-    plan: Plan
+    plan: RunPlan
     started: str
     status: str = DONE
     error: str | None = None
@@ -447,21 +404,6 @@ def load_data(workload: Workload, device: torch.device, seed: int, holdout: floa
     while len(_DATA) > DATA_CACHE_SIZE:
         _DATA.popitem(last=False)
     return data
-
-
-def _positive_int(config: RunConfig, key: str, default: int, *, allow_zero: bool = False) -> int:
-    value = config.option(key, default)
-    low = 0 if allow_zero else 1
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise UserError(f"option {key} must be an integer >= {low}, but got {key}={value!r}")
-    return value
-
-
-def _positive_number(config: RunConfig, key: str, default: float) -> float:
-    value = config.option(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise UserError(f"option {key} must be a number > 0, but got {key}={value!r}")
-    return float(value)
 
 
 def _one_line(error: BaseException) -> str:

@@ -40,17 +40,11 @@ from typing import Any
 
 from bench.config import RunConfig
 from bench.errors import UserError
+from bench.estimates import dry_run_text
+from bench.progress import Progress, Summary
 from bench.record import DIVERGED, DONE, FAILED
-from bench.scheduler import (
-    Progress,
-    Scheduler,
-    Slot,
-    Summary,
-    dry_run_text,
-    sigterm_as_interrupt,
-    summary_text,
-    write_report,
-)
+from bench.scheduler import Scheduler, sigterm_as_interrupt, summary_text, write_report
+from bench.slots import Slot
 
 TASK_PREFIX = "bench"  # a running task's process title is "ray::bench RUN_ID ..."
 

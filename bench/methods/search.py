@@ -78,14 +78,15 @@ class Search(SearchMethod):
         train: Callable[..., RunResult],
         storage: str | None = None,
     ) -> RunResult:
-        from bench.train import Plan, load_data, resolve_device  # train imports this registry
+        from bench.run_plan import RunPlan
+        from bench.train import load_data, resolve_device  # train imports this registry
         from bench.workloads import get_workload
 
         workload = get_workload(config.workload)
         device = resolve_device(config.device)
         # One run's cost is a single run's, on the whole training split: the budget is a
         # multiple of what a tower or a schedule spends, whatever the trials hold out.
-        plan = Plan.make(config, workload, load_data(workload, device, config.seed))
+        plan = RunPlan.make(config, workload, load_data(workload, device, config.seed))
         unit = self.args["unit"]
         budget = lib.SearchBudget(
             runs=self.args["budget"],

@@ -20,9 +20,12 @@ import pytest
 import torch
 
 from bench.errors import UserError
+from bench.estimates import estimate_steps
 from bench.methods import parse_method
+from bench.progress import Progress
 from bench.record import DONE, FAILED
-from bench.scheduler import Progress, Scheduler, cpu_slots, estimate_steps, gpu_slots
+from bench.scheduler import Scheduler
+from bench.slots import cpu_slots, gpu_slots
 from bench.store import Store
 from bench.suite import load_suite
 
