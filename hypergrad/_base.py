@@ -244,7 +244,10 @@ class Tower(LearnedValues, TakeUp, LevelStep, Checkpoints, Readout, torch.optim.
                 level._flats.clear()
         return loss
 
-    @torch.compiler.disable
+    # torch.compiler.disable, applied at the first call as torch.optim.Optimizer does for its own
+    # zero_grad and state_dict: importing Dynamo at class definition would add ~1.5 s to every
+    # ``import hypergrad`` (a report never compiles; a training process imports it anyway).
+    @torch._disable_dynamo
     def _step_upper(self, levels: list[Tower], hypergradient: Tensor) -> None:
         """The values written into param_groups since the last step taken up (level 0's
         hypergradient, computed before, reads none of them), then the levels above 0 for one

@@ -20,12 +20,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import Tensor
-
 from bench.errors import UserError
 
 if TYPE_CHECKING:
+    import torch
+    from torch import Tensor
+
     from bench.config import RunConfig
     from bench.record import RunResult
 
@@ -59,6 +59,36 @@ class OptimizerSetup:
         return loss
 
 
+@dataclass(frozen=True)
+class MethodMeta:
+    """What a method says about itself: how reports group, order and label its runs.
+
+    Attributes:
+        family: ``tower`` (hypergrad, height 0 included), ``torch`` (plain torch.optim),
+            ``gdtuo`` (the paper's reference), ``hd``, ``schedule``, ``lrfree`` or ``search``.
+        base: the level-0 optimizer (``sgd``, ``adam``), or the method's own name for families
+            without one (``prodigy``, ``tpe``).
+        height: hyperoptimizers above level 0 (towers, gdtuo; 0 for plain torch), else ``None``.
+        lr0: the initial level-0 step size, else ``None``.
+        budget: a search's budget in single runs, else ``None``.
+        sampler: a search's sampler (``tpe``), else ``None``.
+    """
+
+    family: str
+    base: str
+    height: int | None = None
+    lr0: float | None = None
+    budget: float | None = None
+    sampler: str | None = None
+
+    @classmethod
+    def of_tower(cls, family: str, levels: list[tuple[type, dict[str, Any]]]) -> MethodMeta:
+        """A tower's (or its reference twin's) meta from ``hypergrad.parse``'s levels."""
+        lr = levels[0][1].get("lr")
+        return cls(family, levels[0][0].__name__.lower(), height=len(levels) - 1,
+                   lr0=float(lr) if isinstance(lr, (int, float)) else None)
+
+
 class Method(ABC):
     """A named way of training a model. ``name`` is canonical and round-trips through parse."""
 
@@ -67,6 +97,10 @@ class Method(ABC):
 
     def __str__(self) -> str:
         return self.name
+
+    @abstractmethod
+    def meta(self) -> MethodMeta:
+        """What this method is (family, base optimizer, height, ...), read from its parse."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +142,12 @@ class SingleRunMethod(Method):
 
 class SearchMethod(Method):
     kind = "search"
+    sampler: str
+    args: dict[str, Any]
+
+    def meta(self) -> MethodMeta:
+        return MethodMeta("search", self.sampler, budget=float(self.args["budget"]),
+                          sampler=self.sampler)
 
     @abstractmethod
     def search(

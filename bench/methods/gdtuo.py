@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from bench.errors import UserError, unknown_name
-from bench.methods import OptimizerSetup, RunContext, SingleRunMethod
+from bench.methods import MethodMeta, OptimizerSetup, RunContext, SingleRunMethod
 
 GDTUO_PREFIX = "gdtuo:"
 
@@ -47,6 +47,10 @@ class GdtuoMethod(SingleRunMethod):
             raise UserError(f"invalid tower in {spec!r}: {e}") from e
         self.levels = [_gdtuo_level(cls, kwargs, spec) for cls, kwargs in levels]
         self.name = GDTUO_PREFIX + canonical
+        self._meta = MethodMeta.of_tower("gdtuo", levels)
+
+    def meta(self) -> MethodMeta:
+        return self._meta
 
     def build(self, params: Iterable[Tensor], run: RunContext) -> OptimizerSetup:
         model = run.model

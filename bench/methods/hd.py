@@ -13,7 +13,7 @@ from torch import Tensor
 
 from baselines import hd
 from bench.errors import UserError
-from bench.methods import Family, OptimizerSetup, RunContext, SingleRunMethod
+from bench.methods import Family, MethodMeta, OptimizerSetup, RunContext, SingleRunMethod
 
 
 class HDMethod(SingleRunMethod):
@@ -21,9 +21,13 @@ class HDMethod(SingleRunMethod):
 
     def __init__(self, name: str) -> None:
         try:
-            self.name, _ = hd.parse_hd(name)
+            self.name, self.args = hd.parse_hd(name)
         except ValueError as e:
             raise UserError(str(e)) from None
+
+    def meta(self) -> MethodMeta:
+        return MethodMeta("hd", self.name.split("(")[0].removesuffix("-hd"),
+                          lr0=float(self.args["lr"]))
 
     def build(self, params: Iterable[Tensor], run: RunContext) -> OptimizerSetup:
         optimizer = hd.build_hd(self.name, params)

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from baselines import lrfree
 from bench.errors import UserError
-from bench.methods import Family, OptimizerSetup, RunContext, SingleRunMethod
+from bench.methods import Family, MethodMeta, OptimizerSetup, RunContext, SingleRunMethod
 
 
 class LRFreeMethod(SingleRunMethod):
@@ -25,6 +25,9 @@ class LRFreeMethod(SingleRunMethod):
             self.name, _ = lrfree.parse_lrfree(name)
         except ValueError as e:
             raise UserError(str(e)) from None
+
+    def meta(self) -> MethodMeta:
+        return MethodMeta("lrfree", self.name.split("(")[0])
 
     def build(self, params: Iterable[Tensor], run: RunContext) -> OptimizerSetup:
         built = lrfree.build_lrfree(self.name, params, total_steps=run.total_steps)

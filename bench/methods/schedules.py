@@ -13,7 +13,7 @@ from torch import Tensor
 
 from baselines import schedules
 from bench.errors import UserError
-from bench.methods import Family, OptimizerSetup, RunContext, SingleRunMethod
+from bench.methods import Family, MethodMeta, OptimizerSetup, RunContext, SingleRunMethod
 from hypergrad.grammar import split_top
 
 
@@ -26,6 +26,11 @@ class ScheduleMethod(SingleRunMethod):
         except ValueError as e:
             raise UserError(str(e)) from None
         self.name = self.spec.name
+
+    def meta(self) -> MethodMeta:
+        lr = self.spec.optimizer_args.get("lr")
+        return MethodMeta("schedule", self.spec.optimizer,
+                          lr0=float(lr) if isinstance(lr, (int, float)) else None)
 
     def build(self, params: Iterable[Tensor], run: RunContext) -> OptimizerSetup:
         optimizer = schedules.build_optimizer(self.spec, params)

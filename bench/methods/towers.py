@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from bench.errors import UserError, unknown_name
-from bench.methods import Family, OptimizerSetup, RunContext, SingleRunMethod
+from bench.methods import Family, MethodMeta, OptimizerSetup, RunContext, SingleRunMethod
 from bench.methods.gdtuo import GDTUO_PREFIX, GdtuoMethod
 from hypergrad import grammar
 
@@ -143,6 +143,11 @@ class TowerMethod(SingleRunMethod):
         optimizer = hypergrad.tower(self.name, params)
         return OptimizerSetup(optimizer=optimizer, hyperparameters=optimizer.hyperparameters)
 
+    def meta(self) -> MethodMeta:
+        import hypergrad
+
+        return MethodMeta.of_tower("tower", hypergrad.parse(self.name))
+
 
 # ---------------------------------------------------------------------------------------------
 # plain torch.optim
@@ -171,7 +176,7 @@ class TorchMethod(SingleRunMethod):
             raise unknown_name(
                 "torch optimizer", f"torch.{call.name}", [f"torch.{n}" for n in TORCH_OPTIMIZERS]
             )
-        self.cls = TORCH_OPTIMIZERS[call.name]
+        self.optimizer, self.cls = call.name, TORCH_OPTIMIZERS[call.name]
         self.kwargs = _torch_kwargs(self.cls, call)
         self.name = f"torch.{call.name}({_torch_arguments(self.cls, self.kwargs)})"
         _check_torch_arguments(self.cls, self.kwargs, self.name)
@@ -179,6 +184,11 @@ class TorchMethod(SingleRunMethod):
     def build(self, params: Iterable[Tensor], run: RunContext) -> OptimizerSetup:
         optimizer = self.cls(params, **self.kwargs)
         return OptimizerSetup(optimizer=optimizer, hyperparameters=_group_lrs(optimizer))
+
+    def meta(self) -> MethodMeta:
+        lr = self.kwargs.get("lr")
+        return MethodMeta("torch", self.optimizer, height=0,
+                          lr0=float(lr) if isinstance(lr, (int, float)) else None)
 
 
 def _torch_parameters(cls: type[torch.optim.Optimizer]) -> dict[str, inspect.Parameter]:

@@ -62,23 +62,12 @@ class Target:
 
 def search_budget(method: str) -> float | None:
     """A search's budget factor (``tpe(base=sgd, budget=8)`` -> 8), from the parsed method."""
-    from bench.methods import parse_method
-
-    try:
-        parsed = parse_method(method)
-    except Exception:  # a name stored by an older code version
-        return None
-    return float(parsed.args["budget"]) if hasattr(parsed, "sampler") else None
+    return st.method_info(method).budget
 
 
 def search_sampler(method: str) -> str | None:
     """A search's sampler (``tpe``), from the parsed method."""
-    from bench.methods import parse_method
-
-    try:
-        return getattr(parse_method(method), "sampler", None)
-    except Exception:
-        return None
+    return st.method_info(method).sampler
 
 
 def targets(frame: pd.DataFrame) -> dict[str, Target]:

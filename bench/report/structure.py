@@ -1,17 +1,19 @@
 """What a method name says about its structure: family, base optimizer, height, initial step size.
 
-Names are identities (``bench.methods``): the report groups and labels runs by reading them.
-The family comes from the method registry (``bench.methods.families()``) and a tower's levels
-from ``hypergrad.parse`` when they accept the name; otherwise (a name stored by an older code
-version, gdtuo's spellings) ``hypergrad.grammar``'s lenient reading splits it, so old results stay
-readable when the registry has moved on. The template (the name with its initial step size
-blanked) is always made from the name's own text, so it prints back as written.
+Names are identities (``bench.methods``): the report groups and labels runs by them. What a
+method is (family, base optimizer, height, initial step size, a search's budget and sampler)
+comes from its parse, ``bench.methods.parse_method(name).meta()``; a name the registry no longer
+parses (stored by an older code version) is read by ``hypergrad.grammar``'s lenient splitting
+and the naming rules, so old results stay readable when the registry has moved on. The template
+(the name with its initial step size blanked) is always made from the name's own text, so it
+prints back as written.
 """
 
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Any
 
 from hypergrad.grammar import split_call, split_top
 
@@ -36,8 +38,7 @@ FAMILY_TITLES = {
     OTHER: "other",
 }
 
-# The registry's family names, mapped to ours (``towers`` is refined by prefix).
-_REGISTRY_FAMILIES = {"hd": HD, "schedules": SCHEDULE, "lrfree": LRFREE, "search": SEARCH}
+# Heads of the names of families without a step size, for names the registry no longer parses.
 _SEARCH_NAMES = ("grid", "random", "tpe", "gp", "cmaes")
 _LRFREE_NAMES = ("prodigy", "dadapt-adam", "dadapt-sgd", "schedulefree-adamw", "schedulefree-sgd")
 
@@ -62,6 +63,8 @@ class MethodInfo:
         tied_template: the name with every level's step size that equals the initial one
             replaced by ``·``: the template of a grid whose levels all start at the same step
             size (``adam(1e-3)/adam(1e-3)``, as the paper's sensitivity study runs them).
+        budget: a search's budget in single runs, else ``None``.
+        sampler: a search's sampler (``tpe``), else ``None``.
     """
 
     name: str
@@ -71,6 +74,8 @@ class MethodInfo:
     lr0: float | None
     template: str
     tied_template: str = ""
+    budget: float | None = None
+    sampler: str | None = None
 
     @property
     def is_tower_like(self) -> bool:
@@ -79,18 +84,25 @@ class MethodInfo:
 
 
 @functools.lru_cache(maxsize=4096)
+def _parsed(name: str) -> Any | None:
+    """The registry's parse of ``name`` (a ``bench.methods.Method``), or ``None`` if it no longer
+    parses (a name stored by an older code version) or the registry cannot load."""
+    try:
+        from bench.methods import parse_method
+
+        return parse_method(name)
+    except Exception:  # an old or unknown name stays readable by the text rules below
+        return None
+
+
 def canonical_method(name: str) -> str:
     """The name as today's registry prints it, or as given if it no longer parses.
 
     Canonical spellings can change between code versions (``sgd(0.0001)`` -> ``sgd(1e-4)``):
     matching a stored run with a plan or with another result set goes through this.
     """
-    try:
-        from bench.methods import parse_method
-
-        return parse_method(name).name
-    except Exception:  # an old or unknown name stays itself: it still matches its own kind
-        return name
+    parsed = _parsed(name)
+    return name if parsed is None else parsed.name
 
 
 def _step_size(args: list[str]) -> tuple[int, float] | None:
@@ -112,37 +124,30 @@ def _with_dot(head: str, args: list[str], index: int) -> str:
     return f"{head}({', '.join(shown)})"
 
 
-def _registry_family(name: str) -> str | None:
-    """The registry family accepting ``name``, or ``None`` if the registry is unavailable."""
-    try:
-        from bench.methods import families
-
-        for family in families():
-            if family.matches(name):
-                return family.name
-    except Exception:  # a registry that cannot load must not stop a report: fall back to rules
-        return None
-    return None
-
-
-def _fallback_family(name: str, level0: str) -> str:
-    """The family by the naming rules of ``bench.methods`` (towers, torch., gdtuo:, -hd, +schedule,
-    searches), when the registry cannot say."""
-    head = split_call(level0)[0]
+def _meta_from_text(prefix: str, levels: list[str], schedule: list[str]) -> tuple:
+    """(family, base, height, lr0) by the naming rules of ``bench.methods``, for a name the
+    registry no longer parses: towers, ``torch.``, ``gdtuo:``, ``-hd``, ``+schedule``,
+    searches."""
+    head, args = split_call(levels[0])
     if head in _SEARCH_NAMES:
-        return "search"
-    if head.endswith("-hd"):
-        return "hd"
+        return SEARCH, head, None, None
     if head in _LRFREE_NAMES:
-        return "lrfree"
-    if len(split_top(name, "+", strict=False)) > 1:
-        return "schedules"
-    return "towers"
+        return LRFREE, head, None, None
+    found = _step_size(args)
+    lr0 = found[1] if found else None
+    if head.endswith("-hd"):
+        return HD, head.removesuffix("-hd"), None, lr0
+    if schedule:
+        return SCHEDULE, head, None, lr0
+    family = {"gdtuo:": GDTUO, "torch.": TORCH}.get(prefix, TOWER)
+    return family, head, 0 if family == TORCH else len(levels) - 1, lr0
 
 
 @functools.lru_cache(maxsize=4096)
 def method_info(name: str) -> MethodInfo:
-    """Read the structure of a method name (cached: reports ask once per run)."""
+    """Read the structure of a method name (cached: reports ask once per name).
+
+    What the method is comes from its parse (``Method.meta``); the templates from its text."""
     body = name.strip()
     prefix = ""
     for marker in ("gdtuo:", "torch."):
@@ -150,26 +155,23 @@ def method_info(name: str) -> MethodInfo:
             prefix, body = marker, body[len(marker) :]
     main, *schedule = split_top(body, "+", strict=False)
     levels = split_top(main, "/", strict=False)
-    registry = _registry_family(name) or _fallback_family(name, levels[0])
-    family = _REGISTRY_FAMILIES.get(registry, OTHER)
-    if registry == "towers":
-        family = {"gdtuo:": GDTUO, "torch.": TORCH}.get(prefix, TOWER)
-    head, args = split_call(levels[0])
-    base = head.removesuffix("-hd") if family == HD else head
-    found = _step_size(args) if family not in (SEARCH, LRFREE) else None
-    lr0 = found[1] if found else None
+    parsed = _parsed(name)
+    budget = sampler = None
+    if parsed is not None:
+        meta = parsed.meta()
+        family, base, height, lr0 = meta.family, meta.base, meta.height, meta.lr0
+        budget, sampler = meta.budget, meta.sampler
+    else:
+        family, base, height, lr0 = _meta_from_text(prefix, levels, schedule)
     template = tied = name
+    head, args = split_call(levels[0])
+    found = _step_size(args) if family not in (SEARCH, LRFREE) else None
     if found:
         tail = "".join(f"+{s}" for s in schedule)
         first = prefix + _with_dot(head, args, found[0])
         template = first + "".join(f"/{lv}" for lv in levels[1:]) + tail
         tied = first + "".join(f"/{_tied(lv, found[1])}" for lv in levels[1:]) + tail
-    height = len(levels) - 1 if family in (TOWER, GDTUO) else 0 if family == TORCH else None
-    if family in (TOWER, GDTUO):
-        parsed = _tower_levels(main)
-        if parsed:  # the library's own reading of the spec wins over ours
-            height, base, lr0 = len(parsed) - 1, parsed[0][0], parsed[0][1]
-    return MethodInfo(name, family, base, height, lr0, template, tied)
+    return MethodInfo(name, family, base, height, lr0, template, tied, budget, sampler)
 
 
 def _tied(level: str, lr0: float) -> str:
@@ -177,21 +179,6 @@ def _tied(level: str, lr0: float) -> str:
     head, args = split_call(level)
     found = _step_size(args)
     return _with_dot(head, args, found[0]) if found and found[1] == lr0 else level
-
-
-def _tower_levels(spec: str) -> list[tuple[str, float | None]] | None:
-    """``hypergrad.parse``'s levels as (optimizer name, step size), or ``None`` if it cannot."""
-    try:
-        import hypergrad
-
-        levels = hypergrad.parse(spec)
-    except Exception:  # an old or foreign spec (gdtuo's defaults): our reading stands
-        return None
-    out = []
-    for cls, kwargs in levels:
-        lr = kwargs.get("lr")
-        out.append((cls.__name__.lower(), float(lr) if isinstance(lr, (int, float)) else None))
-    return out
 
 
 def hyper_label(key: str) -> str:

@@ -155,3 +155,31 @@ def test_the_method_listing_names_every_family_with_its_parameters():
     for fragment in ("sgd-hd(lr=0.001, beta=0.001", "prodigy(lr=1", "cosine(warmup=0, min=0)",
                      "tpe|gp|cmaes(base={sgd|adam", "pruner={none|median|hyperband}"):
         assert fragment in text
+
+
+# --- what a parsed method says about itself (reports group and label runs by it) -----------
+
+@pytest.mark.parametrize("name, family, base, height, lr0, budget, sampler", [
+    ("adam(1e-3)/sgd(1e-5)", "tower", "adam", 1, 1e-3, None, None),
+    ("sgd(0.01, momentum=0.9)/sgd(1e-4)/sgd(1e-5)", "tower", "sgd", 2, 0.01, None, None),
+    ("sgd(0.1)", "tower", "sgd", 0, 0.1, None, None),
+    ("torch.sgd(lr=0.1, momentum=0.9)", "torch", "sgd", 0, 0.1, None, None),
+    ("gdtuo:adam(0.001)/sgd(1e-5)", "gdtuo", "adam", 1, 1e-3, None, None),
+    ("adam-hd(lr=0.001, beta=1e-7, mult=true)", "hd", "adam", None, 1e-3, None, None),
+    ("sgd(lr=0.1, momentum=0.9)+cosine", "schedule", "sgd", None, 0.1, None, None),
+    ("prodigy", "lrfree", "prodigy", None, None, None, None),
+    ("tpe(base=sgd, budget=8)", "search", "tpe", None, None, 8.0, "tpe"),
+])
+def test_meta_comes_from_the_parse(name, family, base, height, lr0, budget, sampler):
+    meta = parse_method(name).meta()
+    assert (meta.family, meta.base, meta.height, meta.budget, meta.sampler) == (
+        family, base, height, budget, sampler)
+    assert meta.lr0 == (None if lr0 is None else pytest.approx(lr0))
+
+
+def test_every_family_example_has_meta():
+    from bench.methods import MethodMeta, families
+
+    for family in families():
+        for example in family.examples:
+            assert isinstance(parse_method(example).meta(), MethodMeta), example

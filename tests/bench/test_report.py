@@ -13,6 +13,7 @@ from bench.methods import parse_method
 from bench.record import DIVERGED, DONE, RunResult
 from bench.report import load_results, write_jsonl, write_report
 from bench.report.frame import runs_frame
+from bench.errors import UserError
 from bench.report.structure import GDTUO, HD, LRFREE, SCHEDULE, SEARCH, TORCH, TOWER, method_info
 
 # --------------------------------------------------------------------- method structure (fast)
@@ -37,6 +38,31 @@ def test_method_structure(name, family, base, height, lr0, template):
     info = method_info(name)
     assert (info.family, info.base, info.height, info.lr0, info.template) == (
         family, base, height, lr0, template)
+
+
+# Names today's registry rejects (stored by older code versions) are read by the naming rules.
+OLD_NAMES = [
+    ("sgd(lr=0.1, nesterov_ish=1)/sgd(1e-05)", TOWER, "sgd", 1, 0.1),
+    ("torch.sgd(lr=0.1, old_arg=1)", TORCH, "sgd", 0, 0.1),
+    ("sgd-hd(lr=0.01, gone=2)", HD, "sgd", None, 0.01),
+    ("tpe(base=sgd, budget=4, retired=1)", SEARCH, "tpe", None, None),
+]
+
+
+@pytest.mark.parametrize(("name", "family", "base", "height", "lr0"), OLD_NAMES)
+def test_old_names_fall_back_to_the_naming_rules(name, family, base, height, lr0):
+    from bench.methods import parse_method
+
+    with pytest.raises(UserError):
+        parse_method(name)
+    info = method_info(name)
+    assert (info.family, info.base, info.height, info.lr0) == (family, base, height, lr0)
+
+
+def test_search_budget_and_sampler_come_from_the_parse():
+    info = method_info("gp(base=sgd, budget=8)")
+    assert (info.budget, info.sampler) == (8.0, "gp")
+    assert method_info("sgd(0.1)").budget is None
 
 
 def _record(method: str, error: float = 0.1) -> RunResult:
