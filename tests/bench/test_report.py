@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from bench.cli import main
+from bench.errors import UserError
 from bench.methods import parse_method
 from bench.record import DIVERGED, DONE, RunResult
 from bench.report import load_results, write_jsonl, write_report
 from bench.report.frame import runs_frame
-from bench.errors import UserError
 from bench.report.structure import GDTUO, HD, LRFREE, SCHEDULE, SEARCH, TORCH, TOWER, method_info
 
 # --------------------------------------------------------------------- method structure (fast)
@@ -51,8 +51,6 @@ OLD_NAMES = [
 
 @pytest.mark.parametrize(("name", "family", "base", "height", "lr0"), OLD_NAMES)
 def test_old_names_fall_back_to_the_naming_rules(name, family, base, height, lr0):
-    from bench.methods import parse_method
-
     with pytest.raises(UserError):
         parse_method(name)
     info = method_info(name)
