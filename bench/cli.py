@@ -11,7 +11,6 @@ stderr, ``error: ...``, no traceback); 130 interrupted.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import textwrap
 import time
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
+from bench.arguments import positive, seeds_type, store_argument
 from bench.config import Budget, RunConfig
 from bench.errors import UserError
 from bench.record import FAILED, INTERRUPTED, RunResult
@@ -33,60 +33,6 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         print(f"error: {message} (see `{self.prog} --help`)", file=sys.stderr)
         sys.exit(EXIT_USER)
-
-
-# ---------------------------------------------------------------------------------------------
-# argument types: a bad value is an argparse error (one line, exit 2)
-
-
-MAX_SEEDS = 10_000  # seeds of one command: beyond it, a range is a typo, not a plan
-
-
-def seeds_type(text: str) -> list[int]:
-    """``0,1,2`` or ``0-4`` (inclusive) or a mix: ``0-2,7``."""
-    from bench.config import MAX_SEED
-
-    seeds: list[int] = []
-    try:
-        for part in text.split(","):
-            low, _, high = part.strip().partition("-")
-            first, last = int(low), int(high) if high else int(low)
-            if first < 0 or last < first or last > MAX_SEED:
-                raise ValueError
-            if len(seeds) + last - first + 1 > MAX_SEEDS:
-                raise argparse.ArgumentTypeError(
-                    f"at most {MAX_SEEDS} seeds, but {text!r} names "
-                    f"{len(seeds) + last - first + 1:,}; give a shorter range such as 0-4")
-            seeds.extend(range(first, last + 1))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"seeds must be integers in 0..2**63-1 like 0,1,2 or 0-4, but got {text!r}"
-        ) from None
-    return list(dict.fromkeys(seeds))
-
-
-def _positive(kind: type, what: str) -> Callable[[str], Any]:
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            value = None
-        if value is None or not value > 0 or not math.isfinite(value):
-            raise argparse.ArgumentTypeError(
-                f"{what} must be a finite {kind.__name__} > 0, but got {text!r}")
-        return value
-
-    return parse
-
-
-def store_argument(parser: argparse.ArgumentParser) -> None:
-    """``--store PATH``, shared by the subcommands that read or write results."""
-    parser.add_argument(
-        "--store",
-        default=None,
-        help="results database: a SQLite file or a postgresql+psycopg://USER@HOST:PORT/DB URL "
-        "(default: $BENCH_STORE or results/bench.sqlite)",
-    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -116,17 +62,11 @@ def cmd_list(args: argparse.Namespace) -> int:
 
             print(describe_methods())
         else:
-            for name, description in _suites().items():
+            from bench.suite import available_suites
+
+            for name, description in available_suites().items():
                 print(f"  {name}: {description}")
     return EXIT_OK
-
-
-def _suites() -> dict[str, str]:
-    try:
-        from bench.suite import available_suites
-    except ImportError:  # the suite module is optional
-        return {}
-    return available_suites()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -138,10 +78,10 @@ def run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", required=True, help='e.g. "adam/sgd(1e-5)" (see `list`)')
     parser.add_argument("--seeds", type=seeds_type, default=[0], help="0,1,2 or 0-2 (default 0)")
     budget = parser.add_mutually_exclusive_group()
-    budget.add_argument("--epochs", type=_positive(float, "--epochs"), help="training epochs")
-    budget.add_argument("--steps", type=_positive(int, "--steps"), help="optimizer steps")
+    budget.add_argument("--epochs", type=positive(float, "--epochs"), help="training epochs")
+    budget.add_argument("--steps", type=positive(int, "--steps"), help="optimizer steps")
     parser.add_argument(
-        "--seconds", type=_positive(float, "--seconds"), help="also stop after this much step time"
+        "--seconds", type=positive(float, "--seconds"), help="also stop after this much step time"
     )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     store_argument(parser)

@@ -403,7 +403,7 @@ def sigterm_as_interrupt() -> Callable[[], None]:
 
 def add_arguments(parser: Any) -> None:
     """The arguments of ``python -m bench suite``."""
-    from bench.cli import seeds_type
+    from bench.arguments import seeds_type
 
     parser.add_argument("suite", help="a shipped suite's name (see `bench list`) or a .toml path")
     where = parser.add_mutually_exclusive_group()

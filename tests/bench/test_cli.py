@@ -12,7 +12,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench.cli import COMMANDS, main, seeds_type
+from bench.arguments import seeds_type
+from bench.cli import COMMANDS, main
 from bench.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
