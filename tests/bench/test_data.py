@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from bench import data
+from bench.data import files
 from bench.errors import DataError, UserError
 
 LOADERS: dict[str, Callable[[], object]] = {
@@ -119,7 +120,7 @@ def test_failed_download_is_a_data_error(no_data: Path, monkeypatch: pytest.Monk
         calls.append((dataset, root))
         raise urllib.error.URLError("[Errno -2] Name or service not known")
 
-    monkeypatch.setattr(data, "_download", offline)
+    monkeypatch.setattr(files, "download", offline)
     with pytest.raises(DataError, match="download failed: URLError"):
         data.load_mnist()
     assert calls == [("mnist", no_data / "cache" / "hypergrad-bench")]
@@ -138,7 +139,7 @@ def test_download_lands_in_the_cache(
         assert dataset == "mnist"
         shutil.copytree(bench_data_dir / "mnist", root / "MNIST" / "raw")
 
-    monkeypatch.setattr(data, "_download", fetch)
+    monkeypatch.setattr(files, "download", fetch)
     images = data.load_mnist()
     assert images.y_train[:5].tolist() == [5, 0, 4, 1, 9]
     assert (tmp_path / "hypergrad-bench" / "MNIST" / "raw" / "t10k-labels-idx1-ubyte.gz").is_file()
