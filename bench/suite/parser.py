@@ -1,59 +1,37 @@
-"""Suites: TOML files that expand to a plan of runs.
-
-A suite file (``bench/suites/NAME.toml``) holds a one-line ``description``, suite-wide defaults
-(``seeds``, ``budgets``, ``options``) and one or more ``[[group]]`` tables. Each group expands to
-workloads x methods x seeds x budgets; its own ``seeds``, ``budgets`` and ``options`` override the
-defaults (``options`` are merged). Example::
-
-    description = "two towers on the MLP"
-    seeds = [0, 1, 2]
-    budgets = [{ epochs = 30 }]
-    options = { batch_size = 256 }
-
-    [[group]]
-    label = "table 1"
-    workloads = ["mnist-mlp"]
-    methods = ["sgd({lr})", "sgd({lr})/sgd(1e-4)"]
-    vary = { lr = [0.01, 0.1] }     # fills {lr}: one method per value
-    rerun_learned = true            # also re-run the plain optimizer with the learned values
-
-Unknown keys are errors that name the file, the line and the key; unknown workloads and methods
-are errors listing the valid names, raised when the suite is loaded, before any run starts.
-
-A *dependent* run (``rerun_learned``) is planned as a ``RunConfig`` whose ``method`` is its
-parent's method and whose options hold ``learned_from = <parent run id>``; once the parent is
-stored, ``resolve_dependent`` turns it into the concrete run: the parent's level-0 optimizer with
-the parent's final learned values (``metrics["hyper/0.lr"]`` ...), with ``parent = <id>`` in its
-options. Its id is therefore known only after the parent ran.
-"""
+"""Finding and reading suite files: a shipped suite by name or any TOML file by path, parsed
+into a ``Suite``; every mistake is an error naming the file, the line and the key (see
+``bench.suite`` for the format)."""
 
 from __future__ import annotations
 
 import itertools
 import math
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.config import Budget, RunConfig
+from bench.config import Budget
 from bench.errors import UserError, unknown_name
-from bench.record import RunResult
+from bench.suite.dependent import LEARNED_FROM
+from bench.suite.plan import Group, Suite
 
 try:  # Python >= 3.11
     import tomllib
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
-SUITES_DIR = Path(__file__).parent / "suites"
+__all__ = [
+    "BUDGET_KEYS", "GROUP_KEYS", "OPTION_RULES", "RESERVED_OPTIONS", "RUN_OPTIONS", "SUITE_KEYS",
+    "SUITES_DIR", "available_suites", "load_suite", "suite_path",
+]
+
+SUITES_DIR = Path(__file__).parent.parent / "suites"
 
 SUITE_KEYS = ("description", "seeds", "budgets", "options", "group")
 GROUP_KEYS = (
     "label", "workloads", "methods", "seeds", "budgets", "options", "vary", "rerun_learned"
 )
 BUDGET_KEYS = ("steps", "epochs", "seconds")
-# The option a dependent run carries until its parent's learned values are known.
-LEARNED_FROM = "learned_from"
 # Options the suite may not set: the scheduler owns them.
 RESERVED_OPTIONS = ("jobs_per_gpu", "parent", LEARNED_FROM)
 # The run options the training loop reads (``bench.train``; ``storage``: a search's Optuna
@@ -87,79 +65,6 @@ OPTION_RULES: dict[str, tuple[Any, str]] = {
     "holdout": (_real(lambda v: 0 <= v < 1), "a fraction in [0, 1)"),
     "storage": (lambda v: isinstance(v, str) and bool(v), "an Optuna storage URL or path"),
 }
-
-
-@dataclass(frozen=True)
-class Group:
-    """One ``[[group]]`` of a suite, defaults applied and ``vary`` expanded."""
-
-    label: str
-    workloads: tuple[str, ...]
-    methods: tuple[str, ...]
-    seeds: tuple[int, ...]
-    budgets: tuple[Budget, ...]
-    options: tuple[tuple[str, Any], ...] = ()
-    rerun_learned: bool = False
-    line: int = 0
-
-    def configs(self, seeds: tuple[int, ...] | None, device: str,
-                extra: dict[str, Any] | None = None) -> list[RunConfig]:
-        """The group's runs: workloads x methods x seeds x budgets, dependents after parents.
-
-        ``extra`` options (the scheduler's) are added to every run before ids are taken, so a
-        dependent's ``learned_from`` names its parent's final id.
-        """
-        options = tuple(sorted((dict(self.options) | (extra or {})).items()))
-        out: list[RunConfig] = []
-        dependents: list[RunConfig] = []
-        for workload, method, seed, budget in itertools.product(
-            self.workloads, self.methods, seeds or self.seeds, self.budgets
-        ):
-            config = RunConfig(workload, method, seed, budget, device, options)
-            out.append(config)
-            if self.rerun_learned and is_hyperoptimized(method):
-                dependents.append(config.with_options(**{LEARNED_FROM: config.run_id}))
-        return out + dependents
-
-
-@dataclass(frozen=True)
-class Suite:
-    """A loaded suite: its name, description, file and groups."""
-
-    name: str
-    description: str
-    path: Path
-    groups: tuple[Group, ...] = field(default_factory=tuple)
-
-    def plan(
-        self,
-        seeds: tuple[int, ...] | list[int] | None = None,
-        device: str = "cpu",
-        jobs_per_gpu: int = 1,
-    ) -> list[RunConfig]:
-        """Every run of the suite, each once, parents before their dependents.
-
-        Args:
-            seeds: replaces every group's seeds when given (``--seeds``).
-            device: ``"cpu"`` or ``"cuda"`` (the index is the scheduler's business).
-            jobs_per_gpu: runs sharing one GPU; above 1 (on a GPU) it is recorded in each run's
-                options, so it is part of the id: shared timings never stand in for exclusive ones.
-        """
-        seeds = tuple(seeds) if seeds else None
-        extra: dict[str, Any] = {}
-        if jobs_per_gpu > 1 and device.startswith("cuda"):
-            extra["jobs_per_gpu"] = jobs_per_gpu
-        seen: set[str] = set()
-        plan: list[RunConfig] = []
-        for group in self.groups:
-            for config in group.configs(seeds, device, extra):
-                if config.run_id not in seen:
-                    seen.add(config.run_id)
-                    plan.append(config)
-        return plan
-
-
-# --- finding and loading suites -------------------------------------------------------------
 
 
 def available_suites() -> dict[str, str]:
@@ -379,90 +284,3 @@ class _Parser:
 
 def _fmt(value: Any) -> str:
     return format(value, "g") if isinstance(value, float) else str(value)
-
-
-# --- dependent runs: the plain optimizer re-run with a parent's learned values -------------
-
-
-def _levels(spec: str) -> list[str]:
-    """A tower spec's levels, leftmost first (``/`` outside brackets, ``hypergrad.grammar``)."""
-    # Imported here: hypergrad's package imports torch, and loading a suite must not.
-    from hypergrad.grammar import split_top
-
-    return split_top(spec, "/", strict=False)
-
-
-def is_hyperoptimized(method: str) -> bool:
-    """A tower of height >= 1 (``/`` outside parentheses): its level-0 hyperparameters are learned.
-
-    Schedules (``+``), HD, learning-rate-free and search methods have no top-level ``/``.
-    """
-    body = method.removeprefix("gdtuo:")
-    return len(_levels(body)) > 1
-
-
-def learned_values(result: RunResult) -> dict[str, float]:
-    """The parent's final level-0 learned hyperparameters, ``{"lr": ..., "beta1": ...}``.
-
-    Per-group or per-tensor values (``hyper/0.lr[3]``) have no single plain counterpart and are
-    left out.
-    """
-    out = {}
-    for key, value in result.metrics.items():
-        m = re.fullmatch(r"hyper/0\.(\w+)", key)
-        if m:
-            out[m.group(1)] = float(value)
-    return out
-
-
-def plain_method(parent_method: str, values: dict[str, float]) -> str:
-    """The parent's level-0 optimizer as a height-0 method, its hyperparameters set to ``values``.
-
-    ``adam(lr=1e-3)/sgd(1e-5)`` with ``{"lr": 0.0021}`` gives ``adam(lr=0.0021)``; keyword
-    arguments of level 0 that were not learned are kept, a leading positional one (the step size)
-    is replaced when ``lr`` was learned. What the level above learned (``learn=``, ``lr_per=``, or
-    a ``^...`` marker) is dropped: nothing is above it any more.
-    """
-    prefix = ""
-    body = parent_method
-    if body.startswith("gdtuo:"):
-        prefix, body = "gdtuo:", body[len("gdtuo:"):]
-    from hypergrad.grammar import split_call
-
-    head, args = split_call(_levels(body)[0])
-    m = re.fullmatch(r"([\w.\-]+)(\^[^()]*)?", head)
-    if not m:
-        raise UserError(f"cannot read the level-0 optimizer of {parent_method!r}")
-    name = m.group(1)
-    kept: dict[str, str] = {}
-    for i, arg in enumerate(args):
-        if "=" in arg:
-            k, v = (s.strip() for s in arg.split("=", 1))
-            if k not in ("learn", "lr_per"):  # what a level above learns: no level above now
-                kept[k] = v
-        elif i == 0:
-            kept["lr"] = arg
-    for k, v in values.items():
-        # Six significant digits: the learned values as the paper reports them, and a short name.
-        kept[k] = format(float(f"{v:.6g}"), "g")
-    ordered = (["lr"] if "lr" in kept else []) + sorted(k for k in kept if k != "lr")
-    return f"{prefix}{name}({', '.join(f'{k}={kept[k]}' for k in ordered)})"
-
-
-def resolve_dependent(config: RunConfig, parent: RunResult) -> RunConfig:
-    """The concrete run of a dependent ``config`` once its parent's result is stored.
-
-    Raises:
-        UserError: the parent learned nothing that can be re-run (no ``hyper/0.*`` metrics).
-    """
-    values = learned_values(parent)
-    if not values:
-        raise UserError(f"run {parent.run_id} ({config.method}) recorded no level-0 learned "
-                        "hyperparameters (metrics hyper/0.*); its plain re-run cannot be made")
-    from bench.methods import parse_method
-
-    method = parse_method(plain_method(config.method, values)).name
-    options = {k: v for k, v in config.options if k != LEARNED_FROM}
-    options["parent"] = config.option(LEARNED_FROM)
-    return RunConfig(config.workload, method, config.seed, config.budget, config.device,
-                     tuple(sorted(options.items())))
