@@ -43,23 +43,11 @@ and a search return), ``samplers`` (Optuna's storage, sampler and pruner by name
 (the study loop, ``run_search``) and ``liveness`` (who owns a running trial, and is it alive).
 """
 
-from baselines.search.budget import UNITS, SearchBudget
-from baselines.search.driver import run_search
-from baselines.search.outcome import (
-    CUT,
-    DIVERGED,
-    DONE,
-    FAILED,
-    PRUNED,
-    SearchOutcome,
-    TrialFn,
-    TrialOutcome,
-)
-from baselines.search.samplers import PRUNERS, SAMPLERS, make_pruner, make_sampler, make_storage
-from baselines.search.space import OPTIMIZER_SPACES, SCHEDULE_SPACES, Dim, SearchSpace, bases
+from baselines.search import budget, driver, outcome, samplers, space
+from baselines.search.budget import *  # noqa: F403
+from baselines.search.driver import *  # noqa: F403
+from baselines.search.outcome import *  # noqa: F403
+from baselines.search.samplers import *  # noqa: F403
+from baselines.search.space import *  # noqa: F403
 
-__all__ = [
-    "CUT", "DIVERGED", "DONE", "FAILED", "OPTIMIZER_SPACES", "PRUNED", "PRUNERS", "SAMPLERS",
-    "SCHEDULE_SPACES", "UNITS", "Dim", "SearchBudget", "SearchOutcome", "SearchSpace", "TrialFn",
-    "TrialOutcome", "bases", "make_pruner", "make_sampler", "make_storage", "run_search",
-]
+__all__ = [*budget.__all__, *driver.__all__, *outcome.__all__, *samplers.__all__, *space.__all__]

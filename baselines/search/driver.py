@@ -22,17 +22,11 @@ from optuna.trial import TrialState
 
 from baselines.search.budget import SearchBudget
 from baselines.search.liveness import WAIT_POLL, Heartbeat, owner_alive, owner_attrs
-from baselines.search.outcome import (
-    CUT,
-    DIVERGED,
-    DONE,
-    FAILED,
-    PRUNED,
-    SearchOutcome,
-    TrialFn,
-)
+from baselines.search.outcome import CUT, DIVERGED, DONE, FAILED, PRUNED, SearchOutcome, TrialFn
 from baselines.search.samplers import PRUNERS, SAMPLERS, make_pruner, make_sampler, make_storage
 from baselines.search.space import SearchSpace
+
+__all__ = ["run_search"]
 
 
 def run_search(

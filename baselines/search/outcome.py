@@ -6,6 +6,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+__all__ = [
+    "CUT", "DIVERGED", "DONE", "FAILED", "PRUNED", "SearchOutcome", "TrialFn", "TrialOutcome",
+]
+
 # Trial statuses kept in the trial's user attributes ("status"); only "done" can be selected.
 DONE, PRUNED, CUT, DIVERGED, FAILED = "done", "pruned", "cut", "diverged", "failed"
 

@@ -7,6 +7,8 @@ from typing import Any
 
 import optuna
 
+__all__ = ["PRUNERS", "SAMPLERS", "make_pruner", "make_sampler", "make_storage"]
+
 SAMPLERS = ("grid", "random", "tpe", "gp", "cmaes")
 PRUNERS = ("none", "median", "hyperband")
 

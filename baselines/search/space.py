@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+__all__ = ["OPTIMIZER_SPACES", "SCHEDULE_SPACES", "Dim", "SearchSpace", "bases"]
+
 
 @dataclass(frozen=True)
 class Dim:

@@ -20,37 +20,10 @@ The package: ``files`` (where the files are, the download, reading and rejecting
 (MNIST, Fashion-MNIST, CIFAR-10 and its subset), ``text`` (*War and Peace*) and ``batching``.
 """
 
-from bench.data.batching import (
-    batch_bounds,
-    random_crop_flip,
-    random_windows,
-    shuffled_batches,
-    split_indices,
-    text_windows,
-    to_device_images,
-)
-from bench.data.files import ENV_DATA_DIR, ENV_NO_DOWNLOAD, cache_dir, data_dir, downloads_allowed
-from bench.data.images import (
-    CIFAR_MEAN,
-    CIFAR_STD,
-    CIFAR_SUBSET_MEAN,
-    CIFAR_SUBSET_STD,
-    FASHION_MEAN,
-    FASHION_STD,
-    MNIST_MEAN,
-    MNIST_STD,
-    Images,
-    load_cifar10,
-    load_cifar10_subset,
-    load_fashion_mnist,
-    load_mnist,
-)
-from bench.data.text import Text, load_warpeace
+from bench.data import batching, files, images, text
+from bench.data.batching import *  # noqa: F403
+from bench.data.files import *  # noqa: F403
+from bench.data.images import *  # noqa: F403
+from bench.data.text import *  # noqa: F403
 
-__all__ = [
-    "CIFAR_MEAN", "CIFAR_STD", "CIFAR_SUBSET_MEAN", "CIFAR_SUBSET_STD", "ENV_DATA_DIR",
-    "ENV_NO_DOWNLOAD", "FASHION_MEAN", "FASHION_STD", "MNIST_MEAN", "MNIST_STD", "Images", "Text",
-    "batch_bounds", "cache_dir", "data_dir", "downloads_allowed", "load_cifar10",
-    "load_cifar10_subset", "load_fashion_mnist", "load_mnist", "load_warpeace", "random_crop_flip",
-    "random_windows", "shuffled_batches", "split_indices", "text_windows", "to_device_images",
-]
+__all__ = [*batching.__all__, *files.__all__, *images.__all__, *text.__all__]

@@ -11,6 +11,11 @@ from torch import Tensor
 
 from bench.errors import UserError
 
+__all__ = [
+    "batch_bounds", "random_crop_flip", "random_windows", "shuffled_batches", "split_indices",
+    "text_windows", "to_device_images",
+]
+
 
 def split_indices(n: int, val_fraction: float, seed: int) -> tuple[Tensor, Tensor]:
     """Train and validation indices into ``range(n)``: disjoint, together all of it, fixed by

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from bench.errors import DataError
 
+__all__ = ["ENV_DATA_DIR", "ENV_NO_DOWNLOAD", "cache_dir", "data_dir", "downloads_allowed"]
+
 ENV_DATA_DIR = "BENCH_DATA_DIR"
 ENV_NO_DOWNLOAD = "BENCH_NO_DOWNLOAD"
 WARPEACE_URL = "https://cs.stanford.edu/people/karpathy/char-rnn/warpeace_input.txt"

@@ -17,6 +17,12 @@ from torch import Tensor
 from bench.data.files import Source, check_content, read_bytes, resolve
 from bench.errors import DataError
 
+__all__ = [
+    "CIFAR_MEAN", "CIFAR_STD", "CIFAR_SUBSET_MEAN", "CIFAR_SUBSET_STD", "FASHION_MEAN",
+    "FASHION_STD", "MNIST_MEAN", "MNIST_STD", "Images", "load_cifar10", "load_cifar10_subset",
+    "load_fashion_mnist", "load_mnist",
+]
+
 _IDX_FILES = (
     "train-images-idx3-ubyte",
     "train-labels-idx1-ubyte",

@@ -13,6 +13,8 @@ from torch import Tensor
 
 from bench.data.files import Source, check_content, resolve
 
+__all__ = ["Text", "load_warpeace"]
+
 WARPEACE_FILE = "text/warpeace_input.txt"
 _WARPEACE_BYTES = 3_258_246
 _WARPEACE_SHA256 = "fb66ba999dafe24017cdd59e04c56d385a9c8466993d374fd4c6f08b2142985e"

@@ -27,27 +27,9 @@ checking the files) and ``lookups`` (what the papers published for a run, for th
 
 from __future__ import annotations
 
-from bench.published.lookups import canonical, fill, published_cells
-from bench.published.reader import DIR, PAPERS, load, load_file, papers
-from bench.published.records import (
-    KINDS,
-    RERUN,
-    Claim,
-    Figure,
-    LoggedRun,
-    Paper,
-    Point,
-    PublishedDataError,
-    Rerun,
-    Row,
-    Runs,
-    Series,
-    Table,
-    Value,
-)
+from bench.published import lookups, reader, records
+from bench.published.lookups import *  # noqa: F403
+from bench.published.reader import *  # noqa: F403
+from bench.published.records import *  # noqa: F403
 
-__all__ = [
-    "DIR", "KINDS", "PAPERS", "RERUN", "Claim", "Figure", "LoggedRun", "Paper", "Point",
-    "PublishedDataError", "Rerun", "Row", "Runs", "Series", "Table", "Value", "canonical",
-    "fill", "load", "load_file", "papers", "published_cells",
-]
+__all__ = [*lookups.__all__, *reader.__all__, *records.__all__]

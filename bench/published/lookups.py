@@ -7,6 +7,8 @@ import functools
 from bench.published.reader import papers
 from bench.published.records import Paper, Value
 
+__all__ = ["canonical", "fill", "published_cells"]
+
 
 @functools.lru_cache(maxsize=4096)
 def canonical(spec: str) -> str:

@@ -26,6 +26,8 @@ from bench.published.records import (
     Value,
 )
 
+__all__ = ["DIR", "PAPERS", "load", "load_file", "papers"]
+
 try:  # Python >= 3.11
     import tomllib
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10

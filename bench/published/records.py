@@ -8,6 +8,11 @@ from pathlib import Path
 
 from bench.errors import UserError
 
+__all__ = [
+    "KINDS", "RERUN", "Claim", "Figure", "LoggedRun", "Paper", "Point", "PublishedDataError",
+    "Rerun", "Row", "Runs", "Series", "Table", "Value",
+]
+
 # Claim kinds and the keys each needs (one of the tuples in a list: either form will do).
 KINDS: dict[str, list[tuple[str, ...]]] = {
     "match": [("a", "mean")],
@@ -83,12 +88,16 @@ class Table:
 
 @dataclass(frozen=True)
 class Series:
+    """One series of a figure: its legend label and the spec that runs it."""
+
     label: str
     method: str  # a spec, ``{lr}`` standing for the grid's value where the figure has a grid
 
 
 @dataclass(frozen=True)
 class Point:
+    """One point read from a figure: its series' label, then x and y in the figure's units."""
+
     series: str
     x: float
     y: float
