@@ -248,18 +248,18 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-# suite (bench/scheduler.py)
+# suite (bench/executors/command.py)
 
 
 def suite_arguments(parser: argparse.ArgumentParser) -> None:
-    from bench.scheduler import add_arguments
+    from bench.executors.command import add_arguments
 
     add_arguments(parser)
 
 
 def cmd_suite(args: argparse.Namespace) -> int:
     """Train a suite's runs over GPUs or CPU workers, resuming, then write its report."""
-    from bench.scheduler import run_cli
+    from bench.executors.command import run_cli
 
     return run_cli(args)
 

@@ -1,6 +1,6 @@
-"""The scheduler: a plan of runs over slots (GPUs or CPU), one worker process per slot.
+"""The local executor: a plan of runs over slots (GPUs or CPU), one worker process per slot.
 
-Guarantees:
+The runs come from a ``bench.run_queue.RunQueue``, as the Ray executor's do. Guarantees:
     - Runs already in the store (``Store.has``: done or diverged) are skipped, so a re-run of a
       suite resumes where the last one stopped.
     - Runs are queued by dependency (a dependent run waits for its parent's result), longest
@@ -18,7 +18,6 @@ Guarantees:
 from __future__ import annotations
 
 import contextlib
-import heapq
 import multiprocessing as mp
 import os
 import signal
@@ -26,27 +25,22 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from bench.config import RunConfig
 from bench.errors import BenchError, UserError
-from bench.estimates import dry_run_text, estimate_seconds
 from bench.progress import Progress, Summary, describe
-from bench.record import DIVERGED, DONE, FAILED
-from bench.slots import Slot, cpu_slots, gpu_slots
+from bench.record import FAILED
+from bench.run_queue import RunQueue
+from bench.slots import Slot
 from bench.store import HEARTBEAT_SECONDS, HELD, STORED
-from bench.suite import LEARNED_FROM, resolve_dependent
 from bench.worker import WorkerSpec, failed_record
 from bench.worker import main as worker_main
 
 # A worker that dies this many times in a row before it is ready is broken, not unlucky.
 MAX_START_FAILURES = 3
-
-
-# --- the scheduler ----------------------------------------------------------------------------
 
 
 @dataclass
@@ -83,77 +77,17 @@ class Scheduler:
         self.context = mp.get_context("spawn")
         self.workers: dict[str, _Worker] = {}
         self.start_failures: dict[str, int] = {}
-        self.queue: list[tuple[float, str, int, int, RunConfig]] = []
-        self.waiting: dict[str, list[RunConfig]] = {}
-        self.costs: dict[str, float] = {}
-        self.summary = Summary()
-        self.order = 0
+        self.runs = RunQueue(self.progress)
         # Leases: who this invocation is in the store, and the runs another one holds.
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.held: list[RunConfig] = []
         self.announced: set[str] = set()
         self.last_heartbeat = time.monotonic()
 
-    # planning -------------------------------------------------------------------------------
-
-    def prepare(self, plan: list[RunConfig]) -> int:
-        """Queue what is not stored yet; returns how many runs will train (dependents counted)."""
-        self.summary = Summary(planned=len(plan))
-        planned_ids = {c.run_id for c in plan}
-        to_train = 0
-        for config in plan:
-            parent = config.option(LEARNED_FROM)
-            if parent is None:
-                if self.store.has(config.run_id):
-                    self.summary.stored += 1
-                else:
-                    self.push(config)
-                    to_train += 1
-            elif self.store.has(parent):
-                to_train += self.release(config, parent)
-            elif parent in planned_ids:
-                self.waiting.setdefault(parent, []).append(config)
-                to_train += 1
-            else:
-                self.skip(config, f"its parent {parent} is neither stored nor planned")
-        return to_train
-
-    def push(self, config: RunConfig) -> None:
-        cost = self.costs.setdefault(config.run_id, estimate_seconds(config))
-        self.order += 1
-        # Longest first; among equals, runs on the same data (workload and seed: the split)
-        # together, so a worker's data cache keeps hitting instead of cycling through seeds.
-        heapq.heappush(self.queue, (-cost, config.workload, config.seed, self.order, config))
-
-    def release(self, dependent: RunConfig, parent_id: str) -> int:
-        """A parent is stored: queue its dependent's concrete run (1) or skip it (0)."""
-        parent = self.store.get(parent_id)
-        if parent is None or parent.status != DONE:
-            status = parent.status if parent else "missing"
-            self.skip(dependent, f"its parent {parent_id} is {status}")
-            return 0
-        try:
-            config = resolve_dependent(dependent, parent)
-        except UserError as e:
-            self.skip(dependent, str(e))
-            return 0
-        if self.store.has(config.run_id):
-            self.summary.stored += 1
-            return 0
-        self.push(config)
-        return 1
-
-    def release_dependents(self, parent_id: str) -> None:
-        """A parent has its result: queue (or skip) the runs that waited for it."""
-        for dependent in self.waiting.pop(parent_id, []):
-            if not self.release(dependent, parent_id):
-                self.progress.total -= 1
-
-    def skip(self, config: RunConfig, why: str) -> None:
-        self.summary.skipped.append(f"{describe(config)}: {why}")
-        self.progress.line(f"skipped {describe(config)}: {why}")
-
-    # running ---------------------------------------------------------------------------------
+    @property
+    def summary(self) -> Summary:
+        """What this run of the plan did so far (stored, trained, failed, skipped)."""
+        return self.runs.summary
 
     def run(self, plan: list[RunConfig]) -> Summary:
         """Train every run of ``plan`` not already stored; returns what happened.
@@ -162,7 +96,7 @@ class Scheduler:
             KeyboardInterrupt: after stopping the workers (finished runs stay stored).
             BenchError: a worker could not even start (``MAX_START_FAILURES`` times in a row).
         """
-        to_train = self.prepare(plan)
+        to_train = self.runs.prepare(plan, self.store)
         self.progress.start(self.summary, to_train)
         try:
             if to_train == 0:
@@ -170,7 +104,7 @@ class Scheduler:
             for slot in self.slots[: max(0, to_train)]:
                 if slot.name not in self.workers:
                     self.spawn(slot)
-            while (self.queue or self.waiting or self.held
+            while (self.runs.pending or self.held
                    or any(w.running for w in self.workers.values())):
                 self.dispatch()
                 self.poll(timeout=1.0)
@@ -229,11 +163,10 @@ class Scheduler:
 
     def next_claimed(self) -> RunConfig | None:
         """The next queued run this invocation may train (leased to it), or ``None``."""
-        while self.queue:
-            config = heapq.heappop(self.queue)[-1]
+        while (config := self.runs.pop()) is not None:
             outcome = self.store.claim(config.run_id, self.owner)
             if outcome == STORED:
-                self.stored_elsewhere(config)
+                self.runs.stored_elsewhere(config)
             elif outcome == HELD:
                 if config.run_id not in self.announced:
                     self.announced.add(config.run_id)
@@ -244,14 +177,6 @@ class Scheduler:
                 return config
         return None
 
-    def stored_elsewhere(self, config: RunConfig) -> None:
-        """Another invocation stored ``config`` meanwhile: count it stored, free its
-        dependents."""
-        self.summary.stored += 1
-        self.progress.total -= 1
-        self.progress.line(f"stored by another invocation: {describe(config)}")
-        self.release_dependents(config.run_id)
-
     def renew(self) -> None:
         """Every ``HEARTBEAT_SECONDS``: renew this invocation's leases and look again at the
         runs another one holds (stored by now, or free to take over)."""
@@ -261,7 +186,7 @@ class Scheduler:
         self.store.heartbeat(self.owner)
         held, self.held = self.held, []
         for config in held:
-            self.push(config)
+            self.runs.push(config)
 
     def poll(self, timeout: float) -> None:
         """Wait for a message or a dead worker, and handle what arrived."""
@@ -296,17 +221,9 @@ class Scheduler:
 
     def finish(self, slot: Slot, config: RunConfig, status: str, error: str | None,
                seconds: float) -> None:
-        if status == DONE:
-            self.summary.done += 1
-        elif status == DIVERGED:
-            self.summary.diverged += 1
-        else:
-            self.summary.failed += 1
-        self.summary.trained.append(config.run_id)
         with _suppressed():  # a lease left behind only delays another invocation by its timeout
             self.store.release(config.run_id, self.owner)
-        self.progress.finished(slot, config, status, error, seconds)
-        self.release_dependents(config.run_id)
+        self.runs.finished(slot, config, status, error, seconds)
 
     def died(self, worker: _Worker) -> None:
         """A worker is gone: record its run as failed and replace it if there is work left."""
@@ -329,7 +246,7 @@ class Scheduler:
             if n >= MAX_START_FAILURES:
                 raise BenchError(f"the worker of slot {worker.slot.name} died {n} times before "
                                  f"it was ready ({reason}); see its error output above")
-        if self.queue or self.waiting:
+        if self.runs.pending:
             self.spawn(worker.slot)
 
     def stop(self) -> None:
@@ -386,130 +303,3 @@ def _exit_reason(code: int | None) -> str:
         hint = "; out of memory?" if name == "SIGKILL" else ""
         return f"killed by {name}{hint}"
     return f"exited with status {code}"
-
-
-def sigterm_as_interrupt() -> Callable[[], None]:
-    """Treat SIGTERM like Ctrl-C (the same clean stop); returns a function that undoes it."""
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    return lambda: signal.signal(signal.SIGTERM, previous)
-
-
-# --- the ``suite`` subcommand -----------------------------------------------------------------
-
-
-def add_arguments(parser: Any) -> None:
-    """The arguments of ``python -m bench suite``."""
-    from bench.arguments import seeds_type
-
-    parser.add_argument("suite", help="a shipped suite's name (see `bench list`) or a .toml path")
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument("--gpus", help="GPU indices, e.g. 0,1, or 'all': one worker per GPU")
-    where.add_argument("--cpu-workers", type=int, metavar="N",
-                       help="N CPU workers sharing the cores (default: 1 when --gpus is absent)")
-    parser.add_argument("--store", help="results store (default: $BENCH_STORE or "
-                                        "results/bench.sqlite)")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="print the plan (runs per workload and method, estimated cost)")
-    parser.add_argument("--seeds", type=seeds_type, metavar="0,1,2",
-                        help="replace every group's seeds, e.g. 0,1,2 or 0-4")
-    parser.add_argument("--jobs-per-gpu", type=int, default=1, metavar="N",
-                        help="runs sharing one GPU (recorded in each run's options: its id)")
-    parser.add_argument("--no-report", action="store_true", help="do not write the report")
-    from bench.executors import add_arguments as executor_arguments
-
-    executor_arguments(parser)  # --executor local|ray, --address
-
-
-def run_cli(args: Any) -> int:
-    """``python -m bench suite``: plan, check the slots, train, report.
-
-    Exit codes: 0 all runs done (or diverged: a result), 1 some run failed, 130 interrupted.
-    """
-    from bench.executors import LOCAL
-    from bench.store import default_location, open_store, safe_url
-    from bench.suite import load_suite
-
-    if (getattr(args, "executor", LOCAL) != LOCAL or getattr(args, "address", None)
-            or getattr(args, "search_workers", 1) != 1):
-        from bench.executors import run_cli as run_elsewhere  # Ray (or a mistake it explains)
-
-        return run_elsewhere(args)
-    if args.gpus is not None:  # a GPU that is not there: before anything runs
-        slots = gpu_slots(args.gpus, args.jobs_per_gpu)
-    else:
-        slots = cpu_slots(args.cpu_workers if args.cpu_workers is not None else 1)
-    device = slots[0].device
-    store_path = args.store or default_location()  # a path or a database URL
-    if args.dry_run:
-        suite = load_suite(args.suite)
-        plan = suite.plan(seeds=args.seeds, device=device, jobs_per_gpu=args.jobs_per_gpu)
-        print(dry_run_text(suite.name, plan, store_path, slots))
-        return 0
-    workers = {"workers": len(slots)}
-    if device == "cuda":
-        workers["jobs_per_gpu"] = args.jobs_per_gpu
-    scheduler = Scheduler(slots, None, str(store_path), worker_env=workers)
-    # The workers start up (imports: seconds) while the suite is checked; they touch nothing
-    # (not even the store) before their first run, and a mistake in the suite stops them.
-    scheduler.start_workers()
-    try:
-        suite = load_suite(args.suite)  # malformed file, unknown names: before any run starts
-        plan = suite.plan(seeds=args.seeds, device=device, jobs_per_gpu=args.jobs_per_gpu)
-        print(f"suite {suite.name}: {suite.description}\nstore: {safe_url(store_path)}",
-              flush=True)
-        store = scheduler.store = open_store(store_path)
-        store.check_writable()  # before any run trains: a result must have somewhere to go
-    except BaseException:
-        scheduler.terminate()
-        raise
-    restore = sigterm_as_interrupt()
-    started = time.perf_counter()
-    try:
-        summary = scheduler.run(plan)
-        print(summary_text(summary, time.perf_counter() - started), flush=True)
-        reported = args.no_report or write_report(suite, plan, store)
-    except KeyboardInterrupt:
-        s = scheduler.summary
-        print(f"interrupted: {s.finished} runs finished and stored, {s.interrupted} running "
-              "discarded; run the same command again to resume", flush=True)
-        return 130
-    except BenchError as e:  # a worker that cannot start: nothing the next run would fix alone
-        if isinstance(e, UserError):
-            raise
-        print(f"error: {e}", file=sys.stderr, flush=True)
-        return 1
-    finally:
-        restore()
-        store.close()
-    return 1 if summary.failed or not reported else 0
-
-
-def summary_text(summary: Summary, seconds: float) -> str:
-    lines = [f"finished in {seconds:.1f} s: {summary.done} done, {summary.diverged} diverged, "
-             f"{summary.failed} failed, {summary.stored} already stored, "
-             f"{len(summary.skipped)} skipped"]
-    lines += [f"  skipped {why}" for why in summary.skipped]
-    return "\n".join(lines)
-
-
-def write_report(suite: Any, plan: list[RunConfig], store: Any) -> bool:
-    """Write the suite's report (``bench.report.write_suite_report``); False if that failed.
-
-    The runs are stored whatever happens here: a failing report is one line and exit code 1,
-    and ``python -m bench report`` can write it again from the store.
-    """
-    try:
-        from bench.report import write_suite_report
-
-        path = write_suite_report(suite, store, plan=plan)
-    except Exception as e:  # noqa: BLE001 - the report must not hide that the training is stored
-        print(f"error: the report could not be written ({type(e).__name__}: {e}); the runs are "
-              "stored: `python -m bench report` writes it from the store", file=sys.stderr,
-              flush=True)
-        return False
-    print(f"report: {path}", flush=True)
-    return True

@@ -2,9 +2,10 @@
 
 ``python -m bench suite NAME --executor ray [--address auto | ray://HOST:10001] [--gpus all]``
 
-What it shares with the local scheduler, by subclassing ``bench.scheduler.Scheduler``: the plan
-(runs already stored are skipped, a dependent run is queued once its parent is stored, longest
-first), the summary, the progress lines and the exit codes. What differs:
+What it shares with the local scheduler: the run queue (``bench.run_queue.RunQueue``: runs already
+stored are skipped, a dependent run is queued once its parent is stored, longest first), the
+summary and the progress lines, and the ``suite`` command around it
+(``bench.executors.command``: the closing line, the report, the exit codes). What differs:
 
 - A run is a Ray task asking for one CPU or, with ``--gpus all``, one GPU (``1/N`` of one with
   ``--jobs-per-gpu N``); Ray places it and sets ``CUDA_VISIBLE_DEVICES``. The task calls
@@ -30,20 +31,19 @@ Every node needs the project installed (``pip install -e '.[cluster]'``) and the
 
 from __future__ import annotations
 
-import heapq
+import contextlib
 import logging
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from bench.config import RunConfig
 from bench.errors import UserError
-from bench.estimates import dry_run_text
 from bench.progress import Progress, Summary
 from bench.record import DIVERGED, DONE, FAILED
-from bench.scheduler import Scheduler, sigterm_as_interrupt, summary_text, write_report
+from bench.run_queue import RunQueue
 from bench.slots import Slot
 
 TASK_PREFIX = "bench"  # a running task's process title is "ray::bench RUN_ID ..."
@@ -118,8 +118,8 @@ class _Run:
     outcomes: list[_Outcome] = field(default_factory=list)
 
 
-class RayScheduler(Scheduler):
-    """The local scheduler's planning, with every run a Ray task (see the module docstring).
+class RayScheduler:
+    """A plan's runs from a ``RunQueue``, every run a Ray task (see the module docstring).
 
     Args:
         store: an open store (``bench.store.open_store``), the driver's.
@@ -139,8 +139,10 @@ class RayScheduler(Scheduler):
         if search_workers < 1:
             raise UserError(f"--search-workers must be >= 1, but got {search_workers}")
         slot = Slot(f"ray cluster ({_resources_text(ray.cluster_resources())})", device, 1)
-        super().__init__([slot], store, location, worker_env=worker_env,
-                         progress=progress or Progress([slot], live=False))
+        self.store, self.store_path = store, str(location)
+        self.progress = progress or Progress([slot], live=False)
+        self.runs = RunQueue(self.progress)
+        self.worker_env = tuple(sorted((worker_env or {}).items()))
         self.device, self.search_workers = device, search_workers
         # A GPU run gets a fresh process (max_calls=1, which Ray accepts only here, not in
         # .options()): CUDA, once initialised, keeps its GPU whatever CUDA_VISIBLE_DEVICES Ray
@@ -153,16 +155,21 @@ class RayScheduler(Scheduler):
         self.pending: dict[Any, _Run] = {}  # task reference -> its run
         self.optuna_storage = os.environ.get("BENCH_OPTUNA_STORAGE")
 
+    @property
+    def summary(self) -> Summary:
+        """What this run of the plan did so far (stored, trained, failed, skipped)."""
+        return self.runs.summary
+
     def run(self, plan: list[RunConfig]) -> Summary:
         """Train every run of ``plan`` not already stored; returns what happened.
 
         Raises:
             KeyboardInterrupt: after cancelling the outstanding tasks (finished runs stay).
         """
-        to_train = self.prepare(plan)
+        to_train = self.runs.prepare(plan, self.store)
         self.progress.start(self.summary, to_train)
         try:
-            while self.queue or self.pending:
+            while self.runs.heap or self.pending:
                 self.submit()
                 self.collect(timeout=1.0)
         except BaseException:
@@ -178,8 +185,7 @@ class RayScheduler(Scheduler):
         from bench.measure import now_iso
 
         count = 0
-        while self.queue:
-            config = heapq.heappop(self.queue)[-1]
+        while (config := self.runs.pop()) is not None:
             tasks = self.search_workers if _is_search(config) else 1
             run = _Run(config, tasks, time.perf_counter(), now_iso())
             for k in range(tasks):
@@ -218,7 +224,7 @@ class RayScheduler(Scheduler):
             self.store.put(failed_record(run.config, chosen.error or "unknown",
                                          started=run.started_iso, in_worker=False))
         slot = Slot(chosen.where, self.device, 1)
-        self.finish(slot, run.config, chosen.status, chosen.error, chosen.seconds)
+        self.runs.finished(slot, run.config, chosen.status, chosen.error, chosen.seconds)
 
     def cancel(self) -> None:
         """Cancel every outstanding task; running ones are killed before they write."""
@@ -261,14 +267,13 @@ def _resources_text(resources: dict[str, float]) -> str:
     return f"{resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs"
 
 
-# --- the ``suite`` subcommand with ``--executor ray`` -----------------------------------------
+# --- the cluster ------------------------------------------------------------------------------
 
 
-def connect(address: str | None) -> bool:
-    """Connect to the Ray cluster at ``address`` (None: start a local one) unless connected.
-
-    Returns:
-        True when this call connected (the caller then disconnects with ``ray.shutdown()``).
+@contextlib.contextmanager
+def connected(address: str | None) -> Iterator[None]:
+    """Inside the block, connected to the Ray cluster at ``address`` (None: a local one started
+    for it); a connection made here is closed at its end, one found already open is left open.
 
     Raises:
         UserError: Ray is not installed, or the cluster cannot be reached.
@@ -279,7 +284,8 @@ def connect(address: str | None) -> bool:
         raise UserError("--executor ray needs Ray; install it with pip install -e '.[cluster]'"
                         ) from None
     if ray.is_initialized():
-        return False
+        yield
+        return
     options: dict[str, Any] = {"logging_level": logging.WARNING}
     if address is None and not os.environ.get("RAY_ADDRESS"):
         options["include_dashboard"] = False  # a local instance for this suite: nothing to show
@@ -289,7 +295,10 @@ def connect(address: str | None) -> bool:
         raise UserError(f"cannot reach the Ray cluster at {address!r}: {_first_line(e)}; start "
                         "one with `ray start --head`, or leave --address out for a local one"
                         ) from None
-    return True
+    try:
+        yield
+    finally:
+        ray.shutdown()
 
 
 def check_cluster(device: str, location: str, address: str | None) -> None:
@@ -310,73 +319,7 @@ def check_cluster(device: str, location: str, address: str | None) -> None:
             "store: --store postgresql+psycopg://USER@HOST:PORT/DB")
 
 
-def run_cli(args: Any) -> int:
-    """``python -m bench suite NAME --executor ray``: plan, connect, train, report.
-
-    Exit codes: 0 all runs done (or diverged), 1 some run failed, 130 interrupted.
-    """
-    from bench.store import default_location, is_database_url, open_store, safe_url
-    from bench.suite import load_suite
-
-    suite = load_suite(args.suite)  # malformed file, unknown names: before anything runs
-    if args.cpu_workers is not None:
-        raise UserError("--cpu-workers is for --executor local; with --executor ray every run "
-                        "asks for one CPU and the cluster runs as many as it has CPUs")
-    if args.gpus is not None and args.gpus.strip() != "all":
-        raise UserError(f"with --executor ray, --gpus takes 'all' (Ray places each run on a GPU "
-                        f"of the cluster), but got --gpus {args.gpus}")
-    if args.jobs_per_gpu < 1:
-        raise UserError(f"--jobs-per-gpu must be >= 1, but got {args.jobs_per_gpu}")
-    device = "cuda" if args.gpus is not None else "cpu"
-    plan = suite.plan(seeds=args.seeds, device=device, jobs_per_gpu=args.jobs_per_gpu)
-    location = args.store or default_location()
-    if not is_database_url(location) and "://" not in location:
-        location = str(Path(location).resolve())  # Ray workers do not run in our folder
-    if args.dry_run:
-        print(dry_run_text(suite.name, plan, location, [Slot("ray", device, 1)]))
-        return 0
-    started_ray = connect(args.address)
-    try:
-        check_cluster(device, location, args.address)
-        print(f"suite {suite.name}: {suite.description}\nstore: {safe_url(location)}",
-              flush=True)
-        with open_store(location) as store:
-            return _run(args, suite, plan, store, location, device)
-    finally:
-        if started_ray:
-            import ray
-
-            ray.shutdown()
-
-
-def _run(args: Any, suite: Any, plan: list[RunConfig], store: Any, location: str,
-         device: str) -> int:
-    env: dict[str, Any] = {"executor": "ray"}
-    if device == "cuda":
-        env["jobs_per_gpu"] = args.jobs_per_gpu
-    if args.search_workers > 1:
-        env["search_workers"] = args.search_workers
-        _create_optuna_tables(location)
-    executor = RayScheduler(store, location, device=device, jobs_per_gpu=args.jobs_per_gpu,
-                            search_workers=args.search_workers, worker_env=env)
-    restore = sigterm_as_interrupt()
-    started = time.perf_counter()
-    try:
-        summary = executor.run(plan)
-    except KeyboardInterrupt:
-        s = executor.summary
-        print(f"interrupted: {s.finished} runs finished and stored, {s.interrupted} running "
-              "cancelled; run the same command again to resume", flush=True)
-        return 130
-    finally:
-        restore()
-    print(summary_text(summary, time.perf_counter() - started), flush=True)
-    if not args.no_report:
-        write_report(suite, plan, store)
-    return 1 if summary.failed else 0
-
-
-def _create_optuna_tables(location: str) -> None:
+def create_optuna_tables(location: str) -> None:
     """Create Optuna's tables once, here, before K tasks of a search open the database at once."""
     from bench.methods.search import storage_url
     from bench.store import as_default_store, is_database_url

@@ -244,7 +244,7 @@ def test_cli_report_of_a_suite(report_store: Path, tmp_path: Path, capsys):
 @pytest.mark.slow
 def test_the_suite_command_writes_its_report(report_store: Path, tmp_path: Path, monkeypatch,
                                              capsys):
-    from bench.scheduler import write_report as suite_hook
+    from bench.executors.command import write_report as suite_hook
     from bench.store import Store
     from bench.suite import load_suite
 

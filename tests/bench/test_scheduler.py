@@ -24,7 +24,7 @@ from bench.estimates import estimate_steps
 from bench.methods import parse_method
 from bench.progress import Progress
 from bench.record import DONE, FAILED
-from bench.scheduler import Scheduler
+from bench.run_queue import RunQueue
 from bench.slots import cpu_slots, gpu_slots
 from bench.store import Store
 from bench.suite import load_suite
@@ -182,10 +182,10 @@ def test_ctrl_c_keeps_finished_runs_and_discards_running_ones(tmp_path):
         assert gone(pid)
     rows = check_store(store)
     assert rows and all(r["status"] == DONE for r in rows)
-    # The next invocation trains only the rest (planned here without starting any worker).
+    # The next invocation trains only the rest (its run queue, planned without any worker).
     with Store(store) as s:
-        scheduler = Scheduler(cpu_slots(1), s, str(store), progress=Progress([], live=False))
-        assert scheduler.prepare(load_suite(suite).plan()) == N_TINY - len(rows)
+        queue = RunQueue(Progress([], live=False))
+        assert queue.prepare(load_suite(suite).plan(), s) == N_TINY - len(rows)
 
 
 # --- failures are recorded, the suite goes on ------------------------------------------------
@@ -232,6 +232,32 @@ def test_a_killed_worker_and_a_raising_run_are_failed_and_the_rest_finishes(tmp_
     assert rows[parse_method("sgd(0.05)").name]["status"] == DONE
     assert rows["torch.sgd(lr=0.1)"]["status"] == DONE
     assert "2 done, 0 diverged, 2 failed" in text, text
+
+
+# --- how the command ends ------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_report_that_fails_is_exit_1_with_the_runs_stored(tmp_path, monkeypatch):
+    """As under Ray (``test_ray``): the training is kept, the failed report is one line."""
+    import bench.report
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("no figures today")
+
+    monkeypatch.setattr(bench.report, "write_suite_report", broken)
+    suite = suite_file(tmp_path, """
+        [[group]]
+        workloads = ["mnist-mlp"]
+        methods = ["torch.sgd(lr=0.1)"]
+        budgets = [{ steps = 5 }]
+    """)
+    store = tmp_path / "s.sqlite"
+    code, out = cli("suite", str(suite), "--store", str(store), "--cpu-workers", "1")
+    assert code == 1, out
+    assert "1 done, 0 diverged, 0 failed" in out, out
+    assert "the report could not be written (RuntimeError: no figures today)" in out, out
+    assert [r["status"] for r in check_store(store)] == [DONE]
 
 
 # --- mistakes stop before anything runs -------------------------------------------------------
