@@ -154,10 +154,10 @@ def suite_results(suite: Any, results: list[RunResult], *, ref: str | None = Non
 def _impossible_reruns(plan: list[RunConfig], results: list[RunResult],
                        stored: set[str]) -> list[str]:
     """Planned re-runs whose parent is stored but whose learned values make no valid run (the
-    scheduler skips them with the same reason): not pending, they will never be trained."""
-    from bench.errors import UserError
+    run queue skips them for the same reason, ``resolve_rerun``'s): not pending, they will never
+    be trained."""
     from bench.record import DONE
-    from bench.suite import resolve_dependent
+    from bench.run_queue import resolve_rerun
 
     by_id = {r.run_id: r for r in results}
     out = []
@@ -165,10 +165,9 @@ def _impossible_reruns(plan: list[RunConfig], results: list[RunResult],
         parent = by_id.get(config.option(LEARNED_FROM) or "")
         if parent is None or parent.status != DONE or f"parent:{parent.run_id}" in stored:
             continue
-        try:
-            resolve_dependent(config, parent)
-        except UserError as e:
-            reason = str(e).split(";")[0]  # the first clause: what is wrong
+        rerun, why = resolve_rerun(config, parent)
+        if rerun is None:
+            reason = why.split(";")[0]  # the first clause: what is wrong
             out.append(f"{config.workload}, plain re-run of {config.method}, seed "
                        f"{config.seed}: {reason}")
     return sorted(out)
