@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import math
 import statistics
 import sys
 import time
@@ -329,16 +330,48 @@ def one_thread() -> Iterator[None]:
 
 
 @pytest.mark.parametrize("case", cases(), ids=lambda c: c.id)
-def test_step_time(case, benchmark, one_thread):
+def test_step_time(case, benchmark, one_thread, monkeypatch):
+    """Times whole training steps of ``case`` (no timed assertion: a shared machine's times vary)
+    and checks that they computed the numbers: each measured time positive and finite, and the
+    weights after the timed steps those of the reference run as many steps (a hypergrad tower's
+    reference is gdtuo at its height and the other way round; torch.optim is its own)."""
     if benchmark.disabled and case.model != "mlp":
         pytest.skip("ResNet-20 steps take seconds on a CPU: run with --benchmark-enable")
+    models: list[nn.Module] = []  # what make_runner builds, to read the weights after the steps
+    build = build_model
+
+    def build_and_keep(name: str, device: str) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+        model, x, y = build(name, device)
+        models.append(model)
+        return model, x, y
+
+    monkeypatch.setattr(sys.modules[__name__], "build_model", build_and_keep)
     runner = make_runner(case)
-    runner.step()
+    steps = 0
+
+    def step() -> None:
+        nonlocal steps
+        runner.step()
+        steps += 1
+
+    step()
     benchmark.group = f"{case.model} {case.kind}: step time over plain torch.optim"
     benchmark.extra_info.update(optimizer_bytes=runner.memory(), param_bytes=runner.param_bytes,
                                 spec=case.spec if case.impl != "torch" else "torch.optim")
-    benchmark.pedantic(runner.step, rounds=3 if case.model == "resnet20" else 20, iterations=1,
+    benchmark.pedantic(step, rounds=3 if case.model == "resnet20" else 20, iterations=1,
                        warmup_rounds=1)
+    if benchmark.stats is not None:  # None while benchmarks are disabled: nothing was timed
+        times = benchmark.stats.stats
+        assert 0 < times.min <= times.max < math.inf, (times.min, times.max)
+    weights = [p.detach().clone() for p in models[0].parameters()]
+    assert all(w.isfinite().all() for w in weights)
+    if case.impl != "torch":
+        other = "gdtuo" if case.impl == "hypergrad" else "hypergrad"
+        reference = make_runner(Case(case.model, case.kind, case.height, other))
+        for _ in range(steps):
+            reference.step()
+        torch.testing.assert_close(weights, [p.detach() for p in models[1].parameters()],
+                                   rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.slow
