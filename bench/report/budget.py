@@ -157,7 +157,6 @@ def budget_figure(runs: pd.DataFrame, path: Path) -> Path:
     axes[0].set_title("at equal optimizer steps")
     axes[1].set_title("at equal device time")
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.tight_layout()
     fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2,
                fontsize="small", title="searches: mean over seeds (band: sd); runs: mean ± sd",
                title_fontsize="small", frameon=False)

@@ -26,6 +26,7 @@ from bench.report import (
     overhead,
     scoring,
     sensitivity,
+    style,
     tables,
     trajectories,
 )
@@ -110,13 +111,14 @@ def write_report(
     analysis = equal_cost.analyse(frame, _run_units(frame)) if not frame.empty else None
     _header(report, frame, title, source, command, suite, analysis)
     if not frame.empty:
-        _methods_section(report, frame)
-        _claims_section(report, frame)
-        _equal_cost_section(report, frame, analysis)
-        _sensitivity_section(report, frame)
-        _overhead_section(report, frame)
-        _budget_section(report, frame)
-        _trajectory_section(report, frame)
+        with style.drawing_in_background():  # figures drawn while the next sections are built
+            _methods_section(report, frame)
+            _claims_section(report, frame)
+            _equal_cost_section(report, frame, analysis)
+            _sensitivity_section(report, frame)
+            _overhead_section(report, frame)
+            _budget_section(report, frame)
+            _trajectory_section(report, frame)
     path = out / "README.md"
     path.write_text("\n\n".join(report.parts).rstrip() + "\n")
     return path

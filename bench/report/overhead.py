@@ -182,6 +182,5 @@ def overhead_figure(rows: pd.DataFrame, path: Path, memory_kind: str) -> Path:
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="upper center", ncol=len(labels), bbox_to_anchor=(0.5, 1.04),
                fontsize="small")
-    fig.tight_layout()
     return style.save(fig, path)
 

@@ -32,7 +32,6 @@ def profile_figure(profiles: dict[float, pd.DataFrame], path: Path, r_max: float
         ax.set_title("strict target" if relax == 1.0 else f"target × {relax:g}")
     axes[0].set_ylabel("fraction of workloads within τ")
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.tight_layout()
     fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3,
                fontsize="x-small",
                title=("τ: time to target ÷ the fastest method's (device-seconds); dashed: "

@@ -136,7 +136,6 @@ def sensitivity_figure(lines: pd.DataFrame, path: Path,
         ax.legend(fontsize="x-small", title="mean ± sd over seeds; × = diverged/failed",
                   title_fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.2),
                   frameon=False)
-    fig.tight_layout()
     return style.save(fig, path)
 
 

@@ -125,7 +125,6 @@ def _method_panels(panels: list[tuple[str, pd.DataFrame]], path: Path) -> Path:
         ax.set_ylabel(_symbol(data["name"].iloc[0]))
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize="x-small",
                   frameon=False)
-    fig.tight_layout()
     return style.save(fig, path)
 
 
@@ -186,7 +185,6 @@ def _panels(panels: list[tuple[str, pd.DataFrame]], path: Path, *, by_lr0: bool)
         for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
             handles.setdefault(label, h)
     labels = list(handles)
-    fig.tight_layout()
     fig.legend([handles[k] for k in labels], labels, loc="center left", fontsize="x-small",
                bbox_to_anchor=(1.0, 0.5),
                title="initial step size" if by_lr0 else "dashed: set, not learned",
