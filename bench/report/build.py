@@ -355,15 +355,15 @@ def _trajectory_section(report: Report, frame: pd.DataFrame) -> None:
     traj = trajectories.trajectory_frame(frame)
     if traj.empty:
         return
-    varies = traj.groupby(["setting", "method", "name"])["value"].agg(lambda v: v.nunique() > 1)
-    if not varies.any():
+    if not trajectories.any_varies(traj):
         return
     report.add(
         "## Hyperparameter trajectories",
         "Level-0 hyperparameters over training (mean ± sd over seeds): learned or adapted "
-        "(solid: towers, hypergradient descent, learning-rate-free), or set by a schedule, by "
-        "hand or by a search's chosen trial (dashed). Towers run from a grid of initial step "
-        "sizes are drawn apart, a line per initial step size α₀.",
+        "(solid: towers, hypergradient descent, learning-rate-free), or set by a schedule "
+        "(dashed); values that stay as set for a whole run (by hand, or a search's chosen "
+        "trial) are left out. Towers run from a grid of initial step sizes are drawn apart, a "
+        "line per initial step size α₀.",
     )
     for path, alt in trajectories.trajectory_figures(traj, report.out):
         report.figure(path, alt)

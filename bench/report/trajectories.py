@@ -73,16 +73,25 @@ def trajectory_figures(traj: pd.DataFrame, out: Path) -> list[tuple[Path, str]]:
 
 
 MAX_LINES = 7
+LEGEND_CHARS_PER_COLUMN = 40  # an x-small label this long fills a third of a figure's width
 # Families drawn together in a panel; schedules are drawn in every step-size panel.
 _PANEL_GROUPS = {st.TOWER: "towers", st.GDTUO: "towers", st.HD: "hypergradient descent",
                  st.LRFREE: "learning-rate-free"}
 
 
 def _varies(traj: pd.DataFrame) -> pd.Series:
-    """Rows of (method, hyperparameter) series that change during training."""
-    spread = traj.groupby(["method", "name"])["value"].transform(lambda v: v.max() - v.min())
-    scale = traj.groupby(["method", "name"])["value"].transform(lambda v: v.abs().max())
-    return spread > 1e-9 * scale
+    """Rows of (method, hyperparameter) series that change during training in some run. A
+    value set once per run (by hand, or a search's chosen trial) differs between seeds but is
+    not learned: it is left out, as a band over seeds would fill the panel."""
+    by_run = traj.groupby(["method", "name", "seed"], dropna=False)["value"]
+    scale = traj["value"].abs().groupby([traj["method"], traj["name"]]).transform("max")
+    moves = (by_run.transform("max") - by_run.transform("min")) > 1e-9 * scale
+    return moves.groupby([traj["method"], traj["name"]]).transform("any")
+
+
+def any_varies(traj: pd.DataFrame) -> bool:
+    """Whether any series of ``traj`` changes during training (else there is nothing to draw)."""
+    return bool(len(traj)) and bool(_varies(traj).any())
 
 
 def _single_panels(setting: str, traj: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
@@ -105,11 +114,14 @@ def _single_panels(setting: str, traj: pd.DataFrame) -> list[tuple[str, pd.DataF
 
 
 def _method_panels(panels: list[tuple[str, pd.DataFrame]], path: Path) -> Path:
-    """Panels in rows of three, each with its own legend below it (schedules dashed)."""
-    ncols = min(3, len(panels))
+    """Panels in rows of three, each with its own legend below it (schedules dashed); one panel
+    per row when a method's name is too long for a third of the width (the legends would
+    overlap and squeeze the axes)."""
+    longest = max(len(m) for _, d in panels for m in d["method"].unique())
+    ncols = 1 if longest > LEGEND_CHARS_PER_COLUMN else min(3, len(panels))
     entries = max(d["method"].nunique() for _, d in panels)
     fig, axes = style.grid(len(panels), ncols, 3.0 + 0.2 * entries,
-                           width=min(style.WIDTH + 2, 4 * ncols))
+                           width=style.WIDTH if ncols == 1 else min(style.WIDTH + 2, 4 * ncols))
     for ax, (title, data) in zip(axes, panels, strict=True):
         methods = sorted(data["method"].unique(), key=_method_order)
         colors = iter(sns.color_palette("tab10", 10) * 3)
