@@ -49,7 +49,12 @@ DATA_CACHE_SIZE = 2  # datasets kept per process (several seeds of one workload 
 
 
 def train(
-    config: RunConfig, *, on_eval: OnEval | None = None, progress: Progress | None = None
+    config: RunConfig,
+    *,
+    on_eval: OnEval | None = None,
+    progress: Progress | None = None,
+    store: str | None = None,
+    storage: str | None = None,
 ) -> RunResult:
     """Train one run and measure it.
 
@@ -67,6 +72,10 @@ def train(
             True stops the run, recorded as ``curves["stopped_early"] = True``.
         progress: called as ``progress(step, total_steps, info)`` every few steps (``info``
             holds ``loss`` and ``epoch``); the first call, at step 0, gives the ``RunPlan``.
+        store: the results store the run is for (a path or a database URL; default
+            ``$BENCH_STORE``'s): a search keeps its Optuna study beside or in it.
+        storage: the Optuna storage of a search whose run names none (default
+            ``$BENCH_OPTUNA_STORAGE``, else the store's; ``bench.methods.search.storage_url``).
 
     Returns:
         The run's record (``bench.record.RunResult``).
@@ -75,7 +84,8 @@ def train(
     method = parse_method(config.method)
     workload = get_workload(config.workload)
     if method.kind == "search":
-        return method.search(config, train=train, storage=config.option("storage"))
+        return method.search(config, train=train, storage=config.option("storage") or storage,
+                             store=store)
     device = resolve_device(config.device)
     if device.type == "cpu":  # the same numbers whichever process trains it (bench.config)
         torch.set_num_threads(CPU_THREADS)

@@ -62,9 +62,6 @@ def main(conn: Connection, spec: WorkerSpec) -> None:
     """The worker's entry point (the target of the spawned process)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent()
-    if "://" not in spec.store_path:
-        # Whatever reads the default store (a search's Optuna storage beside it) sees this one.
-        os.environ["BENCH_STORE"] = spec.store_path
     if spec.cuda_visible is not None:
         # Before anything initialises CUDA: the worker must see only its own GPU, as cuda:0.
         os.environ["CUDA_VISIBLE_DEVICES"] = spec.cuda_visible
@@ -114,18 +111,35 @@ def _warm_up() -> None:
 
 
 def run_one(config: RunConfig, spec: WorkerSpec,
-            progress: Callable[[int, int, dict[str, Any]], None] | None = None) -> RunResult:
-    """Train one run; anything it raises becomes a ``failed`` record, never a dead worker."""
+            progress: Callable[[int, int, dict[str, Any]], None] | None = None, *,
+            storage: str | None = None) -> RunResult:
+    """Train one run as a worker does (``train_or_fail``), its ``env`` stamped with the slot's.
+
+    Args:
+        storage: the Optuna storage of a search whose run names none (the Ray executor's
+            driver resolves it); default: beside a SQLite ``spec.store_path``.
+    """
+    # A database store's searches keep their study beside the default store ($BENCH_STORE's),
+    # as a worker always kept them; a SQLite store's, beside it.
+    store = None if "://" in spec.store_path else spec.store_path
+    result = train_or_fail(config, progress=progress, store=store, storage=storage)
+    result.env = dict(result.env) | {"slot": spec.slot} | dict(spec.env)
+    return result
+
+
+def train_or_fail(config: RunConfig, *,
+                  progress: Callable[[int, int, dict[str, Any]], None] | None = None,
+                  store: str | None = None, storage: str | None = None) -> RunResult:
+    """``bench.train.train`` (its ``store`` and ``storage`` passed on), where anything it raises
+    becomes a ``failed`` record, never a dead worker; ``KeyboardInterrupt`` goes through."""
     from bench.measure import now_iso
     from bench.train import train
 
     started = now_iso()
     try:
-        result = train(config, progress=progress)
+        return train(config, progress=progress, store=store, storage=storage)
     except Exception as e:  # noqa: BLE001 - a failing run is recorded, the worker goes on
-        result = failed_record(config, f"{type(e).__name__}: {e}", started=started)
-    result.env = dict(result.env) | {"slot": spec.slot} | dict(spec.env)
-    return result
+        return failed_record(config, f"{type(e).__name__}: {e}", started=started)
 
 
 def _progress_sender(conn: Connection, run_id: str,

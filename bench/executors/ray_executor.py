@@ -53,14 +53,16 @@ TASK_PREFIX = "bench"  # a running task's process title is "ray::bench RUN_ID ..
 
 
 def run_task(config: dict[str, Any], store: str, env: tuple[tuple[str, Any], ...],
-             optuna_storage: str | None) -> tuple[str, str, str | None, float, str]:
+             search_storage: str | None) -> tuple[str, str, str | None, float, str]:
     """One run inside a Ray worker: train it, write its record, say how it went.
 
     Args:
         config: ``RunConfig.to_dict()``.
         store: the results store (an absolute SQLite path or a database URL).
         env: recorded in the result's ``env`` (never in its id).
-        optuna_storage: the driver's ``$BENCH_OPTUNA_STORAGE``, if any.
+        search_storage: the Optuna storage of a search whose run names none, as the driver
+            resolved it (its ``$BENCH_OPTUNA_STORAGE``, else the store's); ``None`` for a plan
+            without searches.
 
     Returns:
         ``(run_id, status, error, seconds, where)``; ``where`` names the node (and GPU).
@@ -71,17 +73,12 @@ def run_task(config: dict[str, Any], store: str, env: tuple[tuple[str, Any], ...
     from bench.store import open_store
     from bench.worker import WorkerSpec, run_one
 
-    # A worker process serves many tasks: set, or clear, what a previous task may have left.
-    os.environ["BENCH_STORE"] = store  # a search's Optuna storage follows the store
-    if optuna_storage:
-        os.environ["BENCH_OPTUNA_STORAGE"] = optuna_storage
-    else:
-        os.environ.pop("BENCH_OPTUNA_STORAGE", None)
     threads = max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1)))
     torch.set_num_threads(threads)
     where = _where(ray)
     started = time.perf_counter()
-    result = run_one(RunConfig.from_dict(config), WorkerSpec(where, store, threads, env=env))
+    result = run_one(RunConfig.from_dict(config), WorkerSpec(where, store, threads, env=env),
+                     storage=search_storage)
     with open_store(store) as results:
         results.put(result)
     return result.run_id, result.status, result.error, time.perf_counter() - started, where
@@ -153,7 +150,7 @@ class RayScheduler:
         )
         self.task = ray.remote(**resources)(run_task)
         self.pending: dict[Any, _Run] = {}  # task reference -> its run
-        self.optuna_storage = os.environ.get("BENCH_OPTUNA_STORAGE")
+        self.search_storage: str | None = None  # resolved here, for every task alike
 
     @property
     def summary(self) -> Summary:
@@ -166,6 +163,10 @@ class RayScheduler:
         Raises:
             KeyboardInterrupt: after cancelling the outstanding tasks (finished runs stay).
         """
+        if any(_is_search(config) for config in plan):
+            from bench.methods.search import storage_url
+
+            self.search_storage = storage_url(store=self.store_path)
         to_train = self.runs.prepare(plan, self.store)
         self.progress.start(self.summary, to_train)
         try:
@@ -191,7 +192,7 @@ class RayScheduler:
             for k in range(tasks):
                 name = f"{TASK_PREFIX} {config.run_id}" + (f" worker {k}" if tasks > 1 else "")
                 ref = self.task.options(name=name, max_retries=0).remote(
-                    config.to_dict(), self.store_path, self.worker_env, self.optuna_storage)
+                    config.to_dict(), self.store_path, self.worker_env, self.search_storage)
                 self.pending[ref] = run
             count += 1
         if count:
@@ -321,13 +322,10 @@ def check_cluster(device: str, location: str, address: str | None) -> None:
 
 def create_optuna_tables(location: str) -> None:
     """Create Optuna's tables once, here, before K tasks of a search open the database at once."""
+    from baselines.search import make_storage
     from bench.methods.search import storage_url
-    from bench.store import as_default_store, is_database_url
+    from bench.store import is_database_url
 
     if not is_database_url(location) and not os.environ.get("BENCH_OPTUNA_STORAGE"):
         return  # SQLite beside the store: created under SQLite's lock, no race
-    with as_default_store(location):
-        url = storage_url()
-    from baselines.search import make_storage
-
-    make_storage(url)
+    make_storage(storage_url(store=location))

@@ -156,8 +156,11 @@ class SearchMethod(Method):
         *,
         train: Callable[[RunConfig], RunResult],
         storage: str | None = None,
+        store: str | None = None,
     ) -> RunResult:
         """Run trials through ``train`` within ``config``'s budget and return one record.
+
+        ``storage`` is where the study is kept; without one it follows the results ``store``.
 
         The record's ``cost`` sums every trial (pruned trials' partial steps included), its
         metrics are the trial selected on validation, and ``curves["best_so_far"]`` holds

@@ -77,6 +77,7 @@ class Search(SearchMethod):
         *,
         train: Callable[..., RunResult],
         storage: str | None = None,
+        store: str | None = None,
     ) -> RunResult:
         from bench.run_plan import RunPlan
         from bench.train import load_data, resolve_device  # train imports this registry
@@ -105,7 +106,7 @@ class Search(SearchMethod):
                 sampler=self.sampler,
                 budget=budget,
                 study_name=f"{config.run_id}",
-                storage=storage_url(storage),
+                storage=storage_url(storage, store),
                 seed=config.seed,
                 pruner=self.args["pruner"],
                 startup=self.args["startup"],
@@ -116,20 +117,20 @@ class Search(SearchMethod):
         return _record(config, outcome, workload.metric, plan.steps_per_epoch, device, started)
 
 
-def storage_url(storage: str | None = None) -> str:
-    """The Optuna storage: the given URL, ``$BENCH_OPTUNA_STORAGE``, or the store's.
+def storage_url(storage: str | None = None, store: str | None = None) -> str:
+    """The Optuna storage: the given URL, ``$BENCH_OPTUNA_STORAGE``, or the results store's.
 
-    The store's: its database when ``$BENCH_STORE`` is a PostgreSQL URL (every worker on every
-    machine then shares a search's study), else SQLite beside the store. A plain path (no
-    ``://``) is taken as a SQLite file.
+    The store's (``store``, default ``default_location()``: ``$BENCH_STORE`` or
+    ``results/bench.sqlite``): its database when it is a PostgreSQL URL (every worker on every
+    machine then shares a search's study), else SQLite beside it. A plain path (no ``://``) is
+    taken as a SQLite file.
     """
     url = storage or os.environ.get("BENCH_OPTUNA_STORAGE")
     if not url:
         from bench.store import default_location, is_database_url
 
-        store = os.environ.get("BENCH_STORE", "")
-        beside = Path(default_location()).parent / DEFAULT_STORAGE_FILE
-        url = store if is_database_url(store) else str(beside)
+        store = store or default_location()
+        url = store if is_database_url(store) else str(Path(store).parent / DEFAULT_STORAGE_FILE)
     if "://" not in url:
         path = Path(url)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,49 @@
+"""A worker's path through one run (``bench.worker``): the store it is given is the one a search's
+Optuna study follows, passed along explicitly, never through the environment; what a run raises
+becomes its ``failed`` record."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from bench.config import Budget, RunConfig
+from bench.methods import parse_method
+from bench.methods.search import storage_url
+from bench.record import DONE, FAILED
+from bench.worker import WorkerSpec, run_one
+
+
+def test_the_study_follows_the_store_it_is_given(tmp_path, monkeypatch):
+    monkeypatch.delenv("BENCH_OPTUNA_STORAGE", raising=False)
+    monkeypatch.setenv("BENCH_STORE", str(tmp_path / "elsewhere" / "bench.sqlite"))
+    given = tmp_path / "given" / "bench.sqlite"
+    assert storage_url(store=str(given)) == f"sqlite:///{given.parent / 'optuna.sqlite'}"
+    assert storage_url(store="postgresql://u@h/db") == "postgresql://u@h/db"
+    assert storage_url("sqlite:///x.db", store=str(given)) == "sqlite:///x.db"  # given: first
+    assert os.environ["BENCH_STORE"] == str(tmp_path / "elsewhere" / "bench.sqlite")
+
+
+def test_a_search_keeps_its_study_beside_the_workers_store(tmp_path, monkeypatch,
+                                                           bench_data_dir):
+    monkeypatch.delenv("BENCH_OPTUNA_STORAGE", raising=False)
+    monkeypatch.setenv("BENCH_STORE", str(tmp_path / "elsewhere" / "bench.sqlite"))
+    before = dict(os.environ)
+    store = tmp_path / "given" / "bench.sqlite"
+    store.parent.mkdir()
+    method = parse_method("random(base=sgd, budget=2)").name
+    config = RunConfig("mnist-logreg", method, 0, Budget(steps=5), "cpu")
+    result = run_one(config, WorkerSpec("cpu0", str(store), 1, env=(("workers", 1),)))
+    assert result.status == DONE, result.error
+    assert (store.parent / "optuna.sqlite").is_file()
+    assert not Path(tmp_path / "elsewhere").exists()
+    assert dict(os.environ) == before  # nothing passed through the environment
+    assert result.env["slot"] == "cpu0" and result.env["workers"] == 1
+
+
+def test_what_a_run_raises_is_its_failed_record(tmp_path, bench_data_dir):
+    plain = RunConfig("mnist-logreg", parse_method("sgd(lr=0.2)").name, 0, Budget(steps=5), "cpu")
+    config = plain.with_options(holdout=1e-9)  # a holdout that holds out no image
+    result = run_one(config, WorkerSpec("cpu0", str(tmp_path / "s.sqlite"), 1))
+    assert result.status == FAILED and "holds out none" in result.error
+    assert result.run_id == config.run_id and result.env["slot"] == "cpu0"
