@@ -6,6 +6,7 @@ header's tables: runs per status, the environments, and the runs that are not re
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -61,6 +62,6 @@ def _short(text: Any, limit: int = 140) -> str:
 
 def count_cell(runs: pd.DataFrame) -> str:
     """``3``, or ``2 + 1 diverged``: runs that are not results are counted, never dropped."""
-    n_done = int((runs["status"] == DONE).sum())
-    others = runs[runs["status"] != DONE]["status"].value_counts()
-    return " + ".join([str(n_done), *(f"{c} {s}" for s, c in sorted(others.items()))])
+    counts = Counter(runs["status"])
+    n_done = counts.pop(DONE, 0)
+    return " + ".join([str(n_done), *(f"{c} {s}" for s, c in sorted(counts.items()))])

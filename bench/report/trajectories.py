@@ -219,9 +219,9 @@ def _slug(text: str) -> str:
 
 
 def _names(sub: pd.DataFrame) -> list[str]:
-    known = [n for n in ("lr", "momentum", "beta1", "beta2", "alpha", "gamma")
-             if n in set(sub["name"])]
-    return known + sorted(set(sub["name"]) - set(known))
+    present = set(sub["name"].unique())
+    known = [n for n in ("lr", "momentum", "beta1", "beta2", "alpha", "gamma") if n in present]
+    return known + sorted(present - set(known))
 
 
 def _method_order(method: str) -> tuple:
