@@ -91,7 +91,7 @@ def run_arguments(parser: argparse.ArgumentParser) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     """Train (or report, if stored) one run per seed; one summary line per run."""
     from bench.methods import parse_method
-    from bench.store import as_default_store, open_store
+    from bench.store import open_store
     from bench.train import holdout, load_data, resolve_device
     from bench.workloads import get_workload
 
@@ -104,8 +104,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         RunConfig(args.workload, method.name, seed, budget, args.device) for seed in args.seeds
     ]
     status = EXIT_OK
-    # as_default_store: a search keeps its Optuna study beside (or, for a URL, in) this store.
-    with open_store(args.store) as store, as_default_store(args.store):
+    with open_store(args.store) as store:
         store.check_writable()  # a store that cannot take the result: before anything trains
         for i, config in enumerate(configs, 1):
             if store.has(config.run_id) and not args.force:
@@ -121,7 +120,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 flush=True,
             )
             start = time.perf_counter()
-            result = _train_with_progress(config, store)
+            # A search keeps its Optuna study beside (or, for a URL, in) this store.
+            result = _train_with_progress(config, store, args.store)
             wall = time.perf_counter() - start
             store.put(result)
             print(summary_line(result, workload.metric, wall=wall), flush=True)
@@ -130,12 +130,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     return status
 
 
-def _train_with_progress(config: RunConfig, store: Any) -> RunResult:
-    """``train`` under a tqdm bar; Ctrl-C records the run as ``interrupted`` and re-raises."""
+def _train_with_progress(config: RunConfig, store: Any, location: str | None) -> RunResult:
+    """The worker's ``train_or_fail`` under a tqdm bar; Ctrl-C records the run as
+    ``interrupted`` and re-raises.
+
+    Args:
+        store: the open store, for the ``interrupted`` record.
+        location: where it is (``--store``; ``None``: the default), which a search's study
+            follows.
+    """
     from tqdm import tqdm
 
     from bench import measure
-    from bench.train import train
+    from bench.worker import train_or_fail
 
     started = measure.now_iso()
     bar = tqdm(total=None, unit="step", dynamic_ncols=True, leave=False, disable=None)
@@ -155,7 +162,7 @@ def _train_with_progress(config: RunConfig, store: Any) -> RunResult:
         bar.set_postfix(loss=f"{info['loss']:.4g}", epoch=f"{info['epoch']:.2f}", refresh=False)
 
     try:
-        return train(config, progress=progress)
+        return train_or_fail(config, progress=progress, store=location)
     except KeyboardInterrupt:
         if store.has(config.run_id):  # --force: keep the earlier result rather than lose it
             raise
