@@ -29,9 +29,10 @@ from hypergrad._graph import UpperGraph, step_upper
 from hypergrad._learned import LearnedValues, Slot
 from hypergrad._parametrisations import Parametrisation
 from hypergrad._readout import Readout
-from hypergrad._spec import format_value, unbound
+from hypergrad._spec import unbound
 from hypergrad._stepping import LevelStep
 from hypergrad._takeup import TakeUp
+from hypergrad.grammar import format_value
 
 
 class Tower(LearnedValues, TakeUp, LevelStep, Checkpoints, Readout, torch.optim.Optimizer):

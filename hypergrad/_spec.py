@@ -11,6 +11,10 @@ in the optimizer's order when they differ from their default, ``learn``/``lr_per
 top level (they mean nothing at the top) and only when not the default; numbers in their shortest
 round-trip spelling with short exponents (``1e-5``, ``0.001``), as every method name of the
 project. It parses back to the same tower.
+
+Specs are split and their values printed by :mod:`hypergrad.grammar`, the one grammar of the
+project's names; this module reads the values, checks them against the families and builds the
+tower, its errors naming the position where a spec leaves the grammar.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from hypergrad._arguments import LR_PER
 from hypergrad._errors import HypergradError, SpecError
+from hypergrad.grammar import closing_bracket, format_value, split_spans
 
 if TYPE_CHECKING:
     from hypergrad._base import Tower
@@ -35,39 +40,12 @@ GRAMMAR = (
     "[, KEY=VALUE ...]; e.g. 'adam(1e-3, learn=lr)/sgd(1e-5)'"
 )
 
-_TOKEN = re.compile(
-    r"\s*(?:(?P<number>[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)|(?P<name>[A-Za-z_]\w*)"
-    r"|(?P<punct>[()/,=\[\]]))"
-)
+_NAME = re.compile(r"[A-Za-z_]\w*")
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+_KEYWORD = re.compile(r"\s*([A-Za-z_]\w*)\s*=")
+# What a spec is made of: numbers, names and punctuation, white space between them.
+_LEXICON = re.compile(rf"(?:\s*(?:{_NUMBER.pattern}|{_NAME.pattern}|[()/,=\[\]]))*\s*")
 _TRUE, _FALSE = ("true", "True"), ("false", "False")
-
-
-# ---------------------------------------------------------------------------------------------
-# Printing
-
-
-def format_value(value: Any) -> str:
-    """The canonical text of a spec value, as every method name of the project prints numbers.
-
-    Numbers: Python's shortest round-trip spelling (``repr``), the exponent without padding
-    (``1e-05`` -> ``1e-5``), integral values without a fraction (``1.0`` -> ``1``): ``0.001``,
-    ``1e-5``, ``0.9``, ``100``. Booleans are ``true``/``false``; a tuple of names is ``(a, b)``.
-    """
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        value = float(value)
-        if value == int(value) and abs(value) < 1e15:
-            return str(int(value))
-        mantissa, e, exponent = repr(value).partition("e")
-        return f"{mantissa}e{int(exponent)}" if e else mantissa
-    if isinstance(value, (tuple, list)):
-        return "(" + ", ".join(format_value(v) for v in value) + ")"
-    return str(value)
-
-
-# ---------------------------------------------------------------------------------------------
-# Parsing
 
 
 def _fail(problem: str, spec: str, *, cls: type[Tower] | None = None) -> SpecError:
@@ -82,109 +60,110 @@ def _argument_names(cls: type[Tower]) -> list[str]:
     return [*cls._spec_defaults(), "learn", "lr_per"]
 
 
-def _tokens(spec: str) -> list[tuple[str, str, int]]:
-    """``(kind, text, position)`` triples; kind is number, name or the punctuation itself."""
-    out, pos = [], 0
-    while pos < len(spec):
-        if spec[pos:].strip() == "":
-            break
-        m = _TOKEN.match(spec, pos)
-        if m is None:
-            bad = spec[pos:].lstrip()[:1]
-            where = pos + len(spec[pos:]) - len(spec[pos:].lstrip())
-            raise _fail(f"unexpected character {bad!r} at position {where}", spec)
-        kind = m.lastgroup or ""
-        text = m.group(kind)
-        out.append((text if kind == "punct" else kind, text, m.start(kind)))
-        pos = m.end()
-    out.append(("end", "", len(spec)))
-    return out
-
-
-class _Parser:
-    """Recursive descent over the tokens of one spec; builds ``[(name, args), ...]``."""
+class _Reader:
+    """Reads one spec left to right over the splits of :mod:`hypergrad.grammar` (levels at ``/``,
+    arguments and list items at ``,``, outside brackets) into ``[(name, kwargs, positional),
+    ...]``; an error names the position where the spec leaves the grammar."""
 
     def __init__(self, spec: str) -> None:
         self.spec = spec
-        self.tokens = _tokens(spec)
-        self.i = 0
 
-    def peek(self) -> tuple[str, str, int]:
-        return self.tokens[self.i]
+    def parts(self, sep: str, start: int, end: int) -> list[tuple[int, int]]:
+        """``grammar.split_spans`` of ``spec[start:end]``, as positions in the spec."""
+        return [(start + a, start + b)
+                for a, b in split_spans(self.spec[start:end], sep, strict=False)]
 
-    def take(self, kind: str, what: str) -> tuple[str, str, int]:
-        token = self.peek()
-        if token[0] != kind:
-            found = "the end" if token[0] == "end" else repr(token[1])
-            raise _fail(f"expected {what} at position {token[2]}, found {found}", self.spec)
-        self.i += 1
-        return token
+    def skip(self, pos: int, end: int) -> int:
+        """The first position from ``pos`` on (``end`` at the most) that is not white space."""
+        while pos < end and self.spec[pos].isspace():
+            pos += 1
+        return pos
+
+    def expected(self, what: str, pos: int) -> SpecError:
+        found = "the end"
+        if pos < len(self.spec):
+            token = _NUMBER.match(self.spec, pos) or _NAME.match(self.spec, pos)
+            found = repr(token.group() if token else self.spec[pos])
+        return _fail(f"expected {what} at position {pos}, found {found}", self.spec)
 
     def levels(self) -> list[tuple[str, dict[str, Any], list[Any]]]:
-        if self.peek()[0] == "end":
+        bad = _LEXICON.match(self.spec).end()
+        if bad < len(self.spec):
+            raise _fail(f"unexpected character {self.spec[bad]!r} at position {bad}", self.spec)
+        if not self.spec.strip():
             raise _fail("empty spec", self.spec)
-        out = [self.level()]
-        while self.peek()[0] == "/":
-            self.i += 1
-            out.append(self.level())
-        self.take("end", "'/' or the end of the spec")
-        return out
+        return [self.level(start, end) for start, end in self.parts("/", 0, len(self.spec))]
 
-    def level(self) -> tuple[str, dict[str, Any], list[Any]]:
-        _, name, _ = self.take("name", "an optimizer name")
-        if name.lower() not in OPTIMIZERS:
-            raise _fail(f"unknown optimizer {name!r}", self.spec)
+    def level(self, start: int, end: int) -> tuple[str, dict[str, Any], list[Any]]:
+        """``NAME`` or ``NAME(ARGS)`` in ``spec[start:end]``."""
+        pos = self.skip(start, end)
+        m = _NAME.match(self.spec, pos, end)
+        if m is None:
+            raise self.expected("an optimizer name", pos)
+        name = m.group().lower()
+        if name not in OPTIMIZERS:
+            raise _fail(f"unknown optimizer {m.group()!r}", self.spec)
         kwargs: dict[str, Any] = {}
         positional: list[Any] = []
-        if self.peek()[0] == "(":
-            self.i += 1
-            if self.peek()[0] != ")":
-                self.argument(name, kwargs, positional)
-                while self.peek()[0] == ",":
-                    self.i += 1
-                    self.argument(name, kwargs, positional)
-            self.take(")", "',' or ')'")
-        return name.lower(), kwargs, positional
+        pos = self.skip(m.end(), end)
+        if pos < end and self.spec[pos] == "(":
+            close = closing_bracket(self.spec, pos, end)
+            if self.skip(pos + 1, end) != close or self.spec[close] != ")":  # not NAME()
+                for a, b in self.parts(",", pos + 1, end if close is None else close):
+                    self.argument(name, a, b, kwargs, positional)
+            if close is None or self.spec[close] != ")":
+                raise self.expected("',' or ')'", end if close is None else close)
+            pos = self.skip(close + 1, end)
+        if pos < end:
+            raise self.expected("'/' or the end of the spec", pos)
+        return name, kwargs, positional
 
-    def argument(self, level: str, kwargs: dict[str, Any], positional: list[Any]) -> None:
-        kind, text, pos = self.peek()
-        if kind == "name" and self.tokens[self.i + 1][0] == "=":
-            self.i += 2
-            if text in kwargs:
-                raise _fail(f"argument {text!r} given twice to {level}", self.spec)
-            kwargs[text] = self.value(text)
+    def argument(self, level: str, start: int, end: int, kwargs: dict[str, Any],
+                 positional: list[Any]) -> None:
+        """``KEY=VALUE``, or the step size first without a name."""
+        m = _KEYWORD.match(self.spec, start, end)
+        if m is not None:
+            key = m.group(1)
+            if key in kwargs:
+                raise _fail(f"argument {key!r} given twice to {level}", self.spec)
+            kwargs[key] = self.value(key, m.end(), end, ")")
             return
         if kwargs or positional:
             raise _fail(
-                f"positional argument at position {pos}: only the step size comes first without "
-                "a name; write key=value", self.spec, cls=OPTIMIZERS[level])
-        positional.append(self.value("lr"))
+                f"positional argument at position {self.skip(start, end)}: only the step size "
+                "comes first without a name; write key=value", self.spec, cls=OPTIMIZERS[level])
+        positional.append(self.value("lr", start, end, ")"))
 
-    def value(self, key: str) -> Any:
-        kind, text, pos = self.peek()
-        if kind == "number":
-            self.i += 1
-            return float(text)
-        if kind == "name":
-            self.i += 1
-            if text in _TRUE:
-                return True
-            if text in _FALSE:
-                return False
-            return text
-        if kind in ("(", "["):
-            close = ")" if kind == "(" else "]"
-            self.i += 1
-            items = [self.value(key)]
-            while self.peek()[0] == ",":
-                self.i += 1
-                if self.peek()[0] == close:
-                    break
-                items.append(self.value(key))
-            self.take(close, f"',' or {close!r}")
-            return tuple(items)
-        found = "the end" if kind == "end" else repr(text)
-        raise _fail(f"expected a value for {key!r} at position {pos}, found {found}", self.spec)
+    def value(self, key: str, start: int, end: int, close: str) -> Any:
+        """A number, a name (``true``/``false``: a boolean) or a bracketed list of values, alone
+        in ``spec[start:end]`` (what follows it must be the ``close`` of the brackets around)."""
+        pos = self.skip(start, end)
+        if pos < end and self.spec[pos] in "([":
+            value, after = self.items(key, pos, end)
+        else:
+            m = _NUMBER.match(self.spec, pos, end) or _NAME.match(self.spec, pos, end)
+            if m is None:
+                raise self.expected(f"a value for {key!r}", pos)
+            text, after = m.group(), m.end()
+            value = (float(text) if _NUMBER.fullmatch(text) else True if text in _TRUE
+                     else False if text in _FALSE else text)
+        if self.skip(after, end) < end:
+            raise self.expected(f"',' or {close!r}", self.skip(after, end))
+        return value
+
+    def items(self, key: str, start: int, end: int) -> tuple[tuple[Any, ...], int]:
+        """The values of the list opening at ``start`` (a trailing comma allowed) and the
+        position after its closing bracket."""
+        close = ")" if self.spec[start] == "(" else "]"
+        at = closing_bracket(self.spec, start, end)
+        closed = at is not None and self.spec[at] == close
+        parts = self.parts(",", start + 1, end if at is None else at)
+        if closed and len(parts) > 1 and not self.spec[slice(*parts[-1])].strip():
+            parts.pop()  # a trailing comma
+        items = tuple(self.value(key, a, b, close) for a, b in parts)
+        if at is None or not closed:
+            raise self.expected(f"',' or {close!r}", end if at is None else at)
+        return items, at + 1
 
 
 def _level_kwargs(cls: type[Tower], args: dict[str, Any], positional: list[Any],
@@ -233,7 +212,7 @@ def parse(spec: str) -> list[tuple[type[Tower], dict[str, Any]]]:
     if not isinstance(spec, str):
         raise SpecError(f"a spec is a string, but got {type(spec).__name__}; grammar: {GRAMMAR}")
     out = []
-    for name, args, positional in _Parser(spec).levels():
+    for name, args, positional in _Reader(spec).levels():
         cls = OPTIMIZERS[name]
         out.append((cls, _level_kwargs(cls, args, positional, spec)))
     return out

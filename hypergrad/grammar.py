@@ -12,6 +12,8 @@ Contracts:
   all nest), strips every part and keeps empty parts (``"a,,b"`` -> ``["a", "", "b"]``); a text
   without ``sep`` is one part. Strict (the default) raises ``GrammarError`` on an unbalanced
   bracket; ``strict=False`` never raises (for names stored by older code versions).
+  ``split_spans`` gives where the same parts are, ``closing_bracket`` where a bracket closes: the
+  positions a reader's error messages name (``hypergrad``'s tower specs).
 - ``split_call(text)`` is the lenient reading of one call: ``head(items)`` -> ``(head, items)``
   with the top-level items as written (empty ones dropped); a text that does not end in ``)``
   is a bare head. It never raises.
@@ -58,14 +60,14 @@ class Call:
         return [*self.args, *(f"{k}={v}" for k, v in self.kwargs)]
 
 
-def split_top(text: str, sep: str, *, strict: bool = True) -> list[str]:
-    """Split ``text`` at ``sep`` outside brackets: ``a(1,2)/b`` -> ``["a(1,2)", "b"]`` on ``/``.
+def split_spans(text: str, sep: str, *, strict: bool = True) -> list[tuple[int, int]]:
+    """Where ``split_top``'s parts are: ``(start, end)`` of each in ``text``, before stripping
+    (for a reader that says at which position a name stops following the grammar).
 
     Raises:
-        GrammarError: (``strict`` only) a closing bracket without its opening one, or an opening
-            one never closed.
+        GrammarError: (``strict`` only) as ``split_top``.
     """
-    parts, depth, start, i = [], 0, 0, 0
+    spans, depth, start, i = [], 0, 0, 0
     while i < len(text):
         ch = text[i]
         if ch in OPEN:
@@ -76,15 +78,39 @@ def split_top(text: str, sep: str, *, strict: bool = True) -> list[str]:
                 raise GrammarError(f"unbalanced {ch!r} at position {i} in {text!r}")
         elif depth == 0 and text.startswith(sep, i):
             # An exponent sign (1e+3) is never at depth 0 in a name, so no special case.
-            parts.append(text[start:i])
+            spans.append((start, i))
             start = i + len(sep)
             i = start
             continue
         i += 1
     if depth != 0 and strict:
         raise GrammarError(f"unbalanced '(' in {text!r}; close every parenthesis")
-    parts.append(text[start:])
-    return [p.strip() for p in parts]
+    spans.append((start, len(text)))
+    return spans
+
+
+def split_top(text: str, sep: str, *, strict: bool = True) -> list[str]:
+    """Split ``text`` at ``sep`` outside brackets: ``a(1,2)/b`` -> ``["a(1,2)", "b"]`` on ``/``.
+
+    Raises:
+        GrammarError: (``strict`` only) a closing bracket without its opening one, or an opening
+            one never closed.
+    """
+    return [text[start:end].strip() for start, end in split_spans(text, sep, strict=strict)]
+
+
+def closing_bracket(text: str, start: int, end: int | None = None) -> int | None:
+    """The index of the bracket that closes the one at ``text[start]`` (every kind nests, as in
+    ``split_top``), or ``None`` when it is not closed before ``end``."""
+    depth = 0
+    for i in range(start, len(text) if end is None else end):
+        if text[i] in OPEN:
+            depth += 1
+        elif text[i] in CLOSE:
+            depth -= 1
+            if depth == 0:
+                return i
+    return None
 
 
 def split_call(text: str) -> tuple[str, list[str]]:

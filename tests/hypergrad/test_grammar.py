@@ -7,10 +7,12 @@ import pytest
 from hypergrad.grammar import (
     Call,
     GrammarError,
+    closing_bracket,
     format_value,
     join_call,
     parse_call,
     split_call,
+    split_spans,
     split_top,
 )
 
@@ -113,3 +115,19 @@ def test_format_value_in_each_callers_spelling(value, spec, baselines, python):
 def test_format_value_round_trips_numbers(value):
     assert float(format_value(value)) == value
     assert float(format_value(value, python=True)) == value
+
+
+def test_split_spans_are_where_split_top_parts_stand():
+    text = "adam( 1e-3, learn=(lr, b) )/ sgd"
+    spans = split_spans(text, "/")
+    assert [text[a:b].strip() for a, b in spans] == split_top(text, "/")
+    assert spans == [(0, 27), (28, len(text))]
+    assert split_spans("a)/b", "/", strict=False) == [(0, 4)]  # depth -1: no split
+
+
+def test_closing_bracket_nests_every_kind():
+    text = "f(a, [b, (c)], d)x"
+    assert closing_bracket(text, 1) == 16
+    assert closing_bracket(text, 5) == 12
+    assert closing_bracket("f(a, b", 1) is None
+    assert closing_bracket(text, 1, end=10) is None

@@ -50,6 +50,17 @@ def test_errors(spec, pattern):
         hypergrad.tower(spec, torch.nn.Linear(2, 2).parameters())
 
 
+@pytest.mark.parametrize(("spec", "pattern"), [
+    ("sgd(0.1, weight_decay=1e999)", r"weight_decay must be a number, but got inf"),
+    ("SGD(0.1, 0.2)", r"positional argument at position 9.*arguments of sgd"),
+])
+def test_errors_that_once_escaped_as_other_exceptions(spec, pattern):
+    """An overflowing number and a capitalised name with a second positional argument: once an
+    OverflowError and a KeyError from the reader, now spec errors like every other."""
+    with pytest.raises(hypergrad.SpecError, match=pattern):
+        hypergrad.canonical(spec)
+
+
 PYTHON_ERRORS = (
     (lambda p: hypergrad.Adam(p, lr=-1.0), r"adam: lr must be > 0, but got lr=-1.0"),
     (lambda p: hypergrad.Adam(p, betas=(0.9, 1.0), hyper=hypergrad.SGD(lr=1e-5)),
