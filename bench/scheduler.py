@@ -25,6 +25,7 @@ import socket
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
@@ -256,22 +257,22 @@ class Scheduler:
                 worker.conn.send(("stop",))
             except OSError:
                 pass
-        for worker in self.workers.values():
-            worker.process.join(timeout=10)
-            if worker.process.is_alive():
-                worker.process.terminate()
-                worker.process.join(timeout=5)
-        self.workers.clear()
+        self._reap(lambda process: process.terminate())
 
     def terminate(self) -> None:
         """Stop now: running runs are discarded (a worker writes a result in one transaction)."""
         for worker in self.workers.values():
             if worker.process.is_alive():
                 worker.process.terminate()
+        self._reap(lambda process: process.kill())
+
+    def _reap(self, force: Callable[[Any], None]) -> None:
+        """Wait for every worker to exit (10 s each), ``force`` one that has not and wait 5 s
+        more; then forget them all."""
         for worker in self.workers.values():
             worker.process.join(timeout=10)
             if worker.process.is_alive():
-                worker.process.kill()
+                force(worker.process)
                 worker.process.join(timeout=5)
         self.workers.clear()
 

@@ -139,8 +139,8 @@ def test_a_suite_on_ray_equals_the_local_scheduler_and_resumes(cluster, tmp_path
     assert code == 1 and "plan: 8 runs, 7 already stored, 1 to train" in out, out
 
 
-def test_a_report_that_fails_is_exit_1_as_with_the_local_scheduler(cluster, tmp_path,
-                                                                    monkeypatch):
+def test_a_report_that_fails_is_exit_1_on_both_executors(cluster, tmp_path, monkeypatch):
+    """The suite command ends alike on both: the runs stored, the report's failure one line."""
     import bench.report
 
     def broken(*args: object, **kwargs: object) -> None:
@@ -153,12 +153,13 @@ def test_a_report_that_fails_is_exit_1_as_with_the_local_scheduler(cluster, tmp_
         methods = ["torch.sgd(lr=0.1)"]
         budgets = [{ steps = 5 }]
     """)
-    store = tmp_path / "s.sqlite"
-    code, out = cli("suite", str(suite), "--executor", "ray", "--store", str(store))
-    assert code == 1, out  # the runs are stored, but the suite's report is missing
-    assert "1 done, 0 diverged, 0 failed" in out, out
-    assert "the report could not be written (RuntimeError: no figures today)" in out, out
-    assert [r.status for r in records(store).values()] == [DONE]
+    for store, executor in zip(stores(tmp_path), (["--executor", "ray"], ["--cpu-workers", "1"]),
+                               strict=True):
+        code, out = cli("suite", str(suite), "--store", str(store), *executor)
+        assert code == 1, out
+        assert "1 done, 0 diverged, 0 failed" in out, out
+        assert "the report could not be written (RuntimeError: no figures today)" in out, out
+        assert [r.status for r in records(store).values()] == [DONE]
 
 
 def test_a_search_shared_by_two_tasks_through_postgres(cluster, tmp_path):

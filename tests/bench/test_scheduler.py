@@ -234,32 +234,6 @@ def test_a_killed_worker_and_a_raising_run_are_failed_and_the_rest_finishes(tmp_
     assert "2 done, 0 diverged, 2 failed" in text, text
 
 
-# --- how the command ends ------------------------------------------------------------------
-
-
-@pytest.mark.slow
-def test_a_report_that_fails_is_exit_1_with_the_runs_stored(tmp_path, monkeypatch):
-    """As under Ray (``test_ray``): the training is kept, the failed report is one line."""
-    import bench.report
-
-    def broken(*args: object, **kwargs: object) -> None:
-        raise RuntimeError("no figures today")
-
-    monkeypatch.setattr(bench.report, "write_suite_report", broken)
-    suite = suite_file(tmp_path, """
-        [[group]]
-        workloads = ["mnist-mlp"]
-        methods = ["torch.sgd(lr=0.1)"]
-        budgets = [{ steps = 5 }]
-    """)
-    store = tmp_path / "s.sqlite"
-    code, out = cli("suite", str(suite), "--store", str(store), "--cpu-workers", "1")
-    assert code == 1, out
-    assert "1 done, 0 diverged, 0 failed" in out, out
-    assert "the report could not be written (RuntimeError: no figures today)" in out, out
-    assert [r["status"] for r in check_store(store)] == [DONE]
-
-
 # --- mistakes stop before anything runs -------------------------------------------------------
 
 
