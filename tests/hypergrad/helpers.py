@@ -25,6 +25,16 @@ def mlp(hidden: int = 32, seed: int = 0, dtype: torch.dtype = torch.float64,
     return model.to(device, dtype)
 
 
+def train_step(opt: torch.optim.Optimizer, model: nn.Module, batch: tuple[Tensor, Tensor]) -> float:
+    """One step of the ordinary loop (zero_grad, cross-entropy, backward, step); the loss."""
+    x, y = batch
+    opt.zero_grad()
+    loss = F.cross_entropy(model(x), y)
+    loss.backward()
+    opt.step()
+    return loss.item()
+
+
 def run_tower(opt: torch.optim.Optimizer, model: nn.Module, batches: Batches, steps: int,
               after_backward: Callable[[int], None] | None = None,
               ) -> tuple[list[float], list[dict[str, float]]]:

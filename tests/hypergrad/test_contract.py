@@ -62,16 +62,11 @@ def _train(opt: Any, sched: Any, model: torch.nn.Module, batches: list, start: i
     """The ordinary loop with a scheduler stepped after each optimizer step."""
     losses, hypers = [], []
     for s in range(start, stop):
-        x, y = batches[s % len(batches)]
-        opt.zero_grad()
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        opt.step()
+        losses.append(helpers.train_step(opt, model, batches[s % len(batches)]))
         if isinstance(sched, S.ReduceLROnPlateau):
             sched.step(float(s % 3))  # a plateau every third step
         else:
             sched.step()
-        losses.append(loss.item())
         hypers.append({**opt.hyperparameters(), "in use": opt.step_sizes()})
     return losses, hypers
 

@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 import hypergrad
 from tests.hypergrad import helpers
@@ -53,15 +52,10 @@ def _train(opt: Any, sched: Any, model: torch.nn.Module, batches: list, start: i
     values, the steps in use and ``group["lr"]`` (for torch.optim: ``group["lr"]`` only)."""
     losses, seen = [], []
     for u in range(start, stop):
-        x, y = batches[u % len(batches)]
-        opt.zero_grad()
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        opt.step()
+        losses.append(helpers.train_step(opt, model, batches[u % len(batches)]))
         sched.step_update(num_updates=u + 1)
         if (u + 1) % PER_EPOCH == 0:
             sched.step((u + 1) // PER_EPOCH)
-        losses.append(loss.item())
         lrs = [g["lr"] for g in opt.param_groups]
         if isinstance(opt, hypergrad.Tower):
             seen.append((opt.hyperparameters(), opt.step_sizes(), lrs))
