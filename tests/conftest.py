@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-# --- data (bench/data.py) ------------------------------------------------------------------------
+# --- data (bench/data/) ---------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="session")
