@@ -117,12 +117,11 @@ def run_one(config: RunConfig, spec: WorkerSpec,
 
     Args:
         storage: the Optuna storage of a search whose run names none (the Ray executor's
-            driver resolves it); default: beside a SQLite ``spec.store_path``.
+            driver resolves it); default: the store's (``bench.methods.search.storage_url``).
     """
-    # A database store's searches keep their study beside the default store ($BENCH_STORE's),
-    # as a worker always kept them; a SQLite store's, beside it.
-    store = None if "://" in spec.store_path else spec.store_path
-    result = train_or_fail(config, progress=progress, store=store, storage=storage)
+    # A search's study follows the store (``storage_url``): beside a SQLite one, in the database
+    # of a PostgreSQL one, where every worker on every machine shares it.
+    result = train_or_fail(config, progress=progress, store=spec.store_path, storage=storage)
     result.env = dict(result.env) | {"slot": spec.slot} | dict(spec.env)
     return result
 

@@ -20,7 +20,6 @@ from bench.store.interface import (
 )
 from bench.store.location import (
     DEFAULT_PATH,
-    as_default_store,
     default_location,
     is_database_url,
     safe_url,
@@ -32,7 +31,7 @@ from bench.store.sqlite import PENDING_SUFFIX, WRITE_RETRY_SECONDS, Store
 __all__ = [
     "CLAIMED", "DEFAULT_PATH", "EXPORT_FORMATS", "HEARTBEAT_SECONDS", "HELD", "LEASE_SECONDS",
     "PENDING_SUFFIX", "SCHEMA_VERSION", "STORED", "WRITE_RETRY_SECONDS", "ResultStore", "Store",
-    "StoreWriteError", "as_default_store", "default_location", "flat_row", "is_database_url",
+    "StoreWriteError", "default_location", "flat_row", "is_database_url",
     "open_store", "safe_url", "store_exists",
 ]
 

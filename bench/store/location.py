@@ -3,9 +3,7 @@ path or a PostgreSQL URL, and whether it is already there. Nothing here opens a 
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 DEFAULT_PATH = Path("results") / "bench.sqlite"
@@ -45,24 +43,3 @@ def store_exists(location: str | os.PathLike[str]) -> bool:
     if isinstance(text, str) and text.startswith("sqlite://"):
         text = text.partition("://")[2][1:]
     return Path(text).is_file()
-
-
-@contextlib.contextmanager
-def as_default_store(location: str | os.PathLike[str] | None) -> Iterator[None]:
-    """Inside the block ``$BENCH_STORE`` names ``location`` (nothing changes for ``None``).
-
-    What reads the default store from the environment follows it: a search's Optuna storage is
-    kept beside a SQLite store, and in the database of a PostgreSQL one.
-    """
-    if location is None:
-        yield
-        return
-    previous = os.environ.get("BENCH_STORE")
-    os.environ["BENCH_STORE"] = os.fspath(location)
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop("BENCH_STORE", None)
-        else:
-            os.environ["BENCH_STORE"] = previous

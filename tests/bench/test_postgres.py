@@ -100,7 +100,6 @@ def _search_worker(url: str, config: dict[str, Any], barrier: Any, out: Any) -> 
     import torch
 
     from bench.config import RunConfig
-    from bench.store import as_default_store
     from bench.train import load_data, resolve_device
     from bench.worker import WorkerSpec, run_one
     from bench.workloads import get_workload
@@ -109,8 +108,7 @@ def _search_worker(url: str, config: dict[str, Any], barrier: Any, out: Any) -> 
     run = RunConfig.from_dict(config)
     load_data(get_workload(run.workload), resolve_device("cpu"), run.seed)  # cached for train
     barrier.wait(timeout=300)  # both start searching together
-    with as_default_store(url):  # the study goes in the store's database
-        record = run_one(run, WorkerSpec(f"worker{os.getpid()}", url, 1))
+    record = run_one(run, WorkerSpec(f"worker{os.getpid()}", url, 1))  # study: the database
     with open_store(url) as store:
         store.put(record)
     out.put((os.getpid(), record.to_dict()))
