@@ -26,10 +26,20 @@ class Summary:
     skipped: list[str] = field(default_factory=list)  # dependents that could not be made
     interrupted: int = 0  # running when stopped, discarded
     trained: list[str] = field(default_factory=list)  # run ids trained (any final status)
+    workers: int = 0  # trained side by side (0: the executor cannot say, e.g. a Ray cluster)
+    run_seconds: float = 0.0  # the trained runs' wall times, summed
 
     @property
     def finished(self) -> int:
         return self.done + self.diverged + self.failed
+
+    def efficiency(self, seconds: float) -> float | None:
+        """The scheduler's efficiency over a suite of ``seconds``: the runs' wall times over
+        workers × ``seconds`` (1.0: no worker ever waited, for start-up, for a run or idle at
+        the end); ``None`` when there is nothing to say."""
+        if self.workers <= 0 or seconds <= 0 or not self.finished:
+            return None
+        return self.run_seconds / (self.workers * seconds)
 
 
 def describe(config: RunConfig) -> str:

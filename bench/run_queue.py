@@ -135,6 +135,7 @@ class RunQueue:
         else:
             self.summary.failed += 1
         self.summary.trained.append(config.run_id)
+        self.summary.run_seconds += seconds
         self.progress.finished(slot, config, status, error, seconds)
         self.release_dependents(config.run_id)
 

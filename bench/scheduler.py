@@ -98,6 +98,7 @@ class Scheduler:
             BenchError: a worker could not even start (``MAX_START_FAILURES`` times in a row).
         """
         to_train = self.runs.prepare(plan, self.store)
+        self.summary.workers = min(len(self.slots), to_train)
         self.progress.start(self.summary, to_train)
         try:
             if to_train == 0:

@@ -210,9 +210,15 @@ def sigterm_as_interrupt() -> Callable[[], None]:
 
 
 def summary_text(summary: Summary, seconds: float) -> str:
-    lines = [f"finished in {seconds:.1f} s: {summary.done} done, {summary.diverged} diverged, "
-             f"{summary.failed} failed, {summary.stored} already stored, "
-             f"{len(summary.skipped)} skipped"]
+    line = (f"finished in {seconds:.1f} s: {summary.done} done, {summary.diverged} diverged, "
+            f"{summary.failed} failed, {summary.stored} already stored, "
+            f"{len(summary.skipped)} skipped")
+    efficiency = summary.efficiency(seconds)
+    if efficiency is not None:
+        line += (f"; scheduler efficiency {efficiency:.2f} (the runs' {summary.run_seconds:.1f} s"
+                 f" over {summary.workers} worker{'s' * (summary.workers > 1)} × "
+                 f"{seconds:.1f} s)")
+    lines = [line]
     lines += [f"  skipped {why}" for why in summary.skipped]
     return "\n".join(lines)
 

@@ -333,3 +333,27 @@ def test_longest_runs_are_estimated_longest():
     assert estimate_steps(short) == 200
     paper = load_suite("paper-mnist").plan()[0]
     assert estimate_steps(paper) == 30 * 235  # all 60,000 training images / 256, 30 epochs
+
+
+# --- the scheduler's efficiency, in the closing line ----------------------------------------
+
+def test_efficiency_is_the_runs_wall_time_over_workers_times_the_suites():
+    from bench.executors.command import summary_text
+    from bench.progress import Summary
+
+    summary = Summary(planned=3, done=3, workers=2, run_seconds=18.0)
+    assert summary.efficiency(10.0) == pytest.approx(0.9)
+    assert "scheduler efficiency 0.90 (the runs' 18.0 s over 2 workers × 10.0 s)" in (
+        summary_text(summary, 10.0))
+    assert Summary(planned=3, done=3, run_seconds=18.0).efficiency(10.0) is None  # workers?
+    assert Summary(planned=3, stored=3, workers=2).efficiency(10.0) is None  # nothing trained
+    assert "efficiency" not in summary_text(Summary(planned=1, stored=1), 1.0)
+
+
+def test_a_suite_prints_its_schedulers_efficiency(tmp_path):
+    code, out = run(suite_file(tmp_path, TINY), tmp_path / "s.sqlite", "--cpu-workers", "2")
+    assert code == 0, out
+    closing = next(line for line in out.splitlines() if line.startswith("finished in"))
+    value = float(closing.split("scheduler efficiency ")[1].split()[0])
+    assert 0.0 < value <= 1.0, closing
+    assert "over 2 workers" in closing
