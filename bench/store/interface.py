@@ -131,7 +131,6 @@ class ResultStore(abc.ABC):
     def has(self, run_id: str) -> bool:
         """True when a result worth keeping (``done`` or ``diverged``) is stored."""
 
-    @abc.abstractmethod
     def results(
         self,
         run_ids: list[str] | None = None,
@@ -142,6 +141,17 @@ class ResultStore(abc.ABC):
     ) -> list[RunResult]:
         """Stored results, filtered (``run_ids=[]``: none); ordered by workload, method, seed,
         run id."""
+        if run_ids is not None and not run_ids:
+            return []
+        equal = {column: value for column, value in
+                 (("workload", workload), ("method", method), ("status", status))
+                 if value is not None}
+        return self._matching(None if run_ids is None else list(run_ids), equal)
+
+    @abc.abstractmethod
+    def _matching(self, run_ids: list[str] | None, equal: dict[str, str]) -> list[RunResult]:
+        """The results whose id is in ``run_ids`` (``None``: any, never empty) and whose
+        columns equal ``equal``'s values, in ``results``' order."""
 
     @abc.abstractmethod
     def __len__(self) -> int:

@@ -169,22 +169,12 @@ class SQLStore(ResultStore):
         with self._engine.connect() as conn:
             return conn.execute(query).first() is not None
 
-    def results(
-        self,
-        run_ids: list[str] | None = None,
-        *,
-        workload: str | None = None,
-        method: str | None = None,
-        status: str | None = None,
-    ) -> list[RunResult]:
+    def _matching(self, run_ids: list[str] | None, equal: dict[str, str]) -> list[RunResult]:
         query = self._query()
         if run_ids is not None:
-            if not run_ids:
-                return []
-            query = query.where(runs.c.run_id.in_(list(run_ids)))
-        for column, value in (("workload", workload), ("method", method), ("status", status)):
-            if value is not None:
-                query = query.where(runs.c[column] == value)
+            query = query.where(runs.c.run_id.in_(run_ids))
+        for column, value in equal.items():
+            query = query.where(runs.c[column] == value)
         order = (runs.c.workload, runs.c.method, runs.c.seed, runs.c.run_id)
         return self._select(query.order_by(*order))
 

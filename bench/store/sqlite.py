@@ -300,24 +300,14 @@ class Store(ResultStore):
                                  (run_id,))
         return cur.fetchone() is not None
 
-    def results(
-        self,
-        run_ids: list[str] | None = None,
-        *,
-        workload: str | None = None,
-        method: str | None = None,
-        status: str | None = None,
-    ) -> list[RunResult]:
+    def _matching(self, run_ids: list[str] | None, equal: dict[str, str]) -> list[RunResult]:
         clauses, params = [], []
         if run_ids is not None:
-            if not run_ids:
-                return []
             clauses.append(f"run_id IN ({', '.join('?' * len(run_ids))})")
             params.extend(run_ids)
-        for column, value in (("workload", workload), ("method", method), ("status", status)):
-            if value is not None:
-                clauses.append(f"{column} = ?")
-                params.append(value)
+        for column, value in equal.items():
+            clauses.append(f"{column} = ?")
+            params.append(value)
         where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
         return self._select(where + " ORDER BY workload, method, seed, run_id", tuple(params))
 
