@@ -179,6 +179,13 @@ class Family:
     parse: Callable[[str], Method]
 
 
+def named(heads: Iterable[str]) -> Callable[[str], bool]:
+    """A family's ``matches`` for names that start with one of ``heads`` (``prodigy``,
+    ``sgd-hd(...)``): a malformed argument list is still the family's, to explain."""
+    known = frozenset(heads)
+    return lambda name: name.split("(")[0].strip() in known
+
+
 def families() -> list[Family]:
     return [importlib.import_module(f"bench.methods.{m}").FAMILY for m in FAMILY_MODULES]
 

@@ -13,7 +13,7 @@ from torch import Tensor
 
 from baselines import hd
 from bench.errors import UserError
-from bench.methods import Family, MethodMeta, OptimizerSetup, RunContext, SingleRunMethod
+from bench.methods import Family, MethodMeta, OptimizerSetup, RunContext, SingleRunMethod, named
 
 
 class HDMethod(SingleRunMethod):
@@ -34,9 +34,6 @@ class HDMethod(SingleRunMethod):
         return OptimizerSetup(optimizer, hyperparameters=lambda: hd.step_sizes(optimizer))
 
 
-def _matches(name: str) -> bool:
-    return name.split("(")[0].strip() in hd.NAMES
-
 
 FAMILY = Family(
     name="hd",
@@ -44,6 +41,6 @@ FAMILY = Family(
     + "; ".join(s.describe() for s in hd.SIGNATURES),
     examples=("sgd-hd(lr=0.001, beta=0.001)", "sgdn-hd(lr=0.001, beta=0.001)",
               "adam-hd(lr=0.001, beta=1e-7, mult=true)"),
-    matches=_matches,
+    matches=named(hd.NAMES),
     parse=HDMethod,
 )

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from baselines import lrfree
 from bench.errors import UserError
-from bench.methods import Family, MethodMeta, OptimizerSetup, RunContext, SingleRunMethod
+from bench.methods import Family, MethodMeta, OptimizerSetup, RunContext, SingleRunMethod, named
 
 
 class LRFreeMethod(SingleRunMethod):
@@ -35,15 +35,12 @@ class LRFreeMethod(SingleRunMethod):
                               train_mode=built.train_mode, eval_mode=built.eval_mode)
 
 
-def _matches(name: str) -> bool:
-    return name.split("(")[0].strip() in lrfree.NAMES
-
 
 FAMILY = Family(
     name="lrfree",
     description="learning-rate-free optimizers: "
     + "; ".join(s.describe() for s in lrfree.METHODS),
     examples=("prodigy", "dadapt-adam", "schedulefree-adamw(warmup=0.05)"),
-    matches=_matches,
+    matches=named(lrfree.NAMES),
     parse=LRFreeMethod,
 )

@@ -43,7 +43,7 @@ from baselines.spec import Param, Signature, format_call, parse, positive
 from bench import measure
 from bench.config import RunConfig
 from bench.errors import UserError
-from bench.methods import Family, SearchMethod, parse_method
+from bench.methods import Family, SearchMethod, named, parse_method
 from bench.record import DONE, FAILED, RunResult
 
 _PARAMS = (
@@ -262,9 +262,6 @@ def _no_trial_error(trials: list[dict[str, Any]]) -> str:
     return f"no trial completed within the budget (trial statuses: {statuses})"
 
 
-def _matches(name: str) -> bool:
-    return name.split("(")[0].strip() in lib.SAMPLERS
-
 
 FAMILY = Family(
     name="search",
@@ -273,6 +270,6 @@ FAMILY = Family(
     + f"pruner={{{'|'.join(lib.PRUNERS)}}}, unit={{{'|'.join(lib.UNITS)}}}, startup)",
     examples=("tpe(base=sgd, budget=8, pruner=median)", "gp(base=adam, budget=4)",
               "grid(base=sgd+cosine, budget=16)"),
-    matches=_matches,
+    matches=named(lib.SAMPLERS),
     parse=Search,
 )
