@@ -1,8 +1,10 @@
 """hypergrad-bench: the harness.
 
 The flow, one module per arrow:
-suite file (``suite.py``) -> scheduler (``scheduler.py``) -> worker (``worker.py``)
--> training loop (``train.py``) -> results store (``store/``) -> report (``report/``).
+suite file (``suite/``) -> run queue (``run_queue.py``) -> scheduler (``scheduler.py``, or
+``executors/ray_executor.py`` on a cluster; ``executors/command.py`` is the ``suite`` command)
+-> worker (``worker.py``) -> training loop (``train.py``, its numbers in ``run_plan.py``)
+-> results store (``store/``) -> report (``report/``).
 """
 
 from __future__ import annotations
