@@ -270,7 +270,7 @@ class Tower(LearnedValues, TakeUp, LevelStep, Checkpoints, Readout, torch.optim.
     def _upper_graph(self) -> UpperGraph | None:
         """What replays the levels above 0 on CUDA (``None``: they run eagerly here)."""
         raw = self._raw
-        if (raw is None or not raw.is_cuda or not self.cuda_graphs
+        if (raw is None or raw.device.type != "cuda" or not self.cuda_graphs
                 or torch.cuda.is_current_stream_capturing() or torch.compiler.is_compiling()):
             return None
         if self._upper is None:

@@ -157,7 +157,7 @@ class LevelStep:
     def _update(self) -> None:
         """This level's update of its own parameters from their ``.grad``, recording the trace
         the next hypergradient needs when a level above learns from it."""
-        learned = self._names if self._raw is not None else frozenset()
+        learned = frozenset(self._learn) if self._raw is not None else frozenset()
         for gi, group in enumerate(self.param_groups):
             kept, params, grads, states = self._with_grads(group, False)
             if learned and len(kept) < len(group["params"]):
@@ -182,10 +182,8 @@ class LevelStep:
     @property
     def _tensor_path(self) -> bool:
         """Whether this level computes with tensors (an accelerator, or ``cpu_floats`` off)."""
-        groups = self.param_groups  # (read at every step: the first tensor, without a generator)
-        first = (groups[0]["params"][0] if groups and groups[0]["params"]
-                 else next((p for g in groups for p in g["params"]), None))
-        return first is not None and not (self.cpu_floats and first.is_cpu)
+        first = next((p for g in self.param_groups for p in g["params"]), None)
+        return first is not None and not (self.cpu_floats and first.device.type == "cpu")
 
     def _hypergradient(self) -> Tensor:
         """:math:`G_{k+1}`: the gradient of the loss whose gradients now sit in this level's
