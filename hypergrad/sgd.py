@@ -16,7 +16,7 @@ from torch import Tensor
 from hypergrad._arguments import as_number, check, non_negative, positive
 from hypergrad._arithmetic import Inner, as_dtype, axmy_, dot, dot_total, keep
 from hypergrad._base import Tower
-from hypergrad._flat import Flat, flat_ready, numbers_ready
+from hypergrad._flat import Flat, flat_ready
 from hypergrad._parametrisations import IDENTITY
 
 
@@ -56,8 +56,7 @@ class SGD(Tower):
         nesterov: Nesterov momentum (needs ``momentum > 0`` and ``dampening == 0``).
         maximize: maximise the objective (the gradients negated, as in torch).
         foreach: ``None`` (the tower's choice: on an accelerator a group steps as one flat
-            vector, on the CPU with one ``torch._foreach_*`` call per operation), ``True`` (the
-            same), ``False`` (tensor by tensor, torch's for-loop; on the CPU the same numbers).
+            vector), ``True`` (the same), ``False`` (tensor by tensor, torch's for-loop).
         differentiable, fused: accepted at torch's defaults (``False``, ``None``/``False``);
             ``True`` raises :class:`hypergrad.UnsupportedError`.
         learn: the hyperparameters the level above learns, among ``lr`` and ``momentum``.
@@ -134,7 +133,7 @@ class SGD(Tower):
         sgd(params, grads, states, lrs=lrs, momentum=hp["momentum"], dampening=hp["dampening"],
             weight_decay=hp["weight_decay"], nesterov=hp["nesterov"],
             momentum_on=self._momentum_on(hp), record=record, flat=flat,
-            fixed_buffers=self._level > 0, foreach=hp["foreach"] is not False)
+            fixed_buffers=self._level > 0)
 
     def _vjp(self, hp: dict[str, Any], params: list[Tensor], grads: list[Tensor],
              states: list[dict[str, Any]], lrs: list[Any], names: frozenset[str],
@@ -162,7 +161,6 @@ def sgd(
     record: frozenset[str] = frozenset(),
     flat: Flat | None = None,
     fixed_buffers: bool = False,
-    foreach: bool = False,
 ) -> None:
     """One SGD step on each tensor (see :class:`SGD` for the rule).
 
@@ -179,8 +177,6 @@ def sgd(
         fixed_buffers: keep each state tensor where it is, copying the old momentum buffer
             rather than swapping the two (the levels above 0: a CUDA graph replays them, and
             their buffers hold a few numbers).
-        foreach: where ``flat`` is not used, step the tensors with one ``torch._foreach_*``
-            call per operation once the state holds what the step needs (numbers only).
     """
     on = momentum != 0 if momentum_on is None else momentum_on
     save_dir = "lr" in record and (not on or nesterov)
@@ -192,11 +188,6 @@ def sgd(
         _sgd_flat(flat, lr=lrs[0], momentum=momentum, on=on, dampening=dampening,
                   weight_decay=weight_decay, nesterov=nesterov, save_dir=save_dir,
                   save_prev=save_prev, fixed_buffers=fixed_buffers)
-        return
-    if foreach and numbers_ready(states, lrs, needs, momentum):
-        _sgd_foreach(params, grads, states, lr=lrs[0], momentum=momentum, on=on,
-                     dampening=dampening, weight_decay=weight_decay, nesterov=nesterov,
-                     save_dir=save_dir, save_prev=save_prev)
         return
     for p, g, state, lr in zip(params, grads, states, lrs, strict=True):
         _sgd_tensor(p, g, state, lr=lr, momentum=momentum, on=on, dampening=dampening,
@@ -231,26 +222,6 @@ def _sgd_tensor(p: Tensor, g: Tensor, state: dict[str, Any], *, lr: float | Tens
     if save_dir:
         keep(state, "hg_dir", u)
     axmy_(p, u, lr)
-
-
-def _sgd_foreach(params: list[Tensor], grads: list[Tensor], states: list[dict[str, Any]], *,
-                 lr: float, momentum: float, on: bool, dampening: float, weight_decay: float,
-                 nesterov: bool, save_dir: bool, save_prev: bool) -> None:
-    """:func:`_sgd_tensor` on every tensor at once, one ``_foreach`` call per operation. On the
-    CPU a foreach call runs the same kernel on each tensor in turn, so the numbers are the
-    for-loop's to the bit, without a Python call per tensor and operation."""
-    d = grads if weight_decay == 0 else torch._foreach_add(grads, params, alpha=weight_decay)
-    u = d
-    if on:
-        bufs = [st["momentum_buffer"] for st in states]
-        if save_prev:
-            torch._foreach_copy_([st["hg_buf_prev"] for st in states], bufs)
-        torch._foreach_mul_(bufs, momentum)
-        torch._foreach_add_(bufs, d, alpha=1 - dampening)
-        u = torch._foreach_add(d, bufs, alpha=momentum) if nesterov else bufs
-    if save_dir:
-        torch._foreach_copy_([st["hg_dir"] for st in states], u)
-    torch._foreach_add_(params, u, alpha=-lr)
 
 
 def _sgd_flat(fl: Flat, *, lr: float | Tensor, momentum: float | Tensor, on: bool,
