@@ -84,9 +84,14 @@ class MethodMeta:
     @classmethod
     def of_tower(cls, family: str, levels: list[tuple[type, dict[str, Any]]]) -> MethodMeta:
         """A tower's (or its reference twin's) meta from ``hypergrad.parse``'s levels."""
-        lr = levels[0][1].get("lr")
         return cls(family, levels[0][0].__name__.lower(), height=len(levels) - 1,
-                   lr0=float(lr) if isinstance(lr, (int, float)) else None)
+                   lr0=step_size(levels[0][1]))
+
+
+def step_size(arguments: dict[str, Any]) -> float | None:
+    """The ``lr`` of an optimizer's arguments as a number, or ``None`` (unset or not a number)."""
+    lr = arguments.get("lr")
+    return float(lr) if isinstance(lr, (int, float)) and not isinstance(lr, bool) else None
 
 
 class Method(ABC):

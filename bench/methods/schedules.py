@@ -13,7 +13,14 @@ from torch import Tensor
 
 from baselines import schedules
 from bench.errors import UserError
-from bench.methods import Family, MethodMeta, OptimizerSetup, RunContext, SingleRunMethod
+from bench.methods import (
+    Family,
+    MethodMeta,
+    OptimizerSetup,
+    RunContext,
+    SingleRunMethod,
+    step_size,
+)
 from hypergrad.grammar import split_top
 
 
@@ -28,9 +35,7 @@ class ScheduleMethod(SingleRunMethod):
         self.name = self.spec.name
 
     def meta(self) -> MethodMeta:
-        lr = self.spec.optimizer_args.get("lr")
-        return MethodMeta("schedule", self.spec.optimizer,
-                          lr0=float(lr) if isinstance(lr, (int, float)) else None)
+        return MethodMeta("schedule", self.spec.optimizer, lr0=step_size(self.spec.optimizer_args))
 
     def build(self, params: Iterable[Tensor], run: RunContext) -> OptimizerSetup:
         optimizer = schedules.build_optimizer(self.spec, params)

@@ -27,7 +27,14 @@ import torch
 from torch import Tensor
 
 from bench.errors import UserError, unknown_name
-from bench.methods import Family, MethodMeta, OptimizerSetup, RunContext, SingleRunMethod
+from bench.methods import (
+    Family,
+    MethodMeta,
+    OptimizerSetup,
+    RunContext,
+    SingleRunMethod,
+    step_size,
+)
 from bench.methods.gdtuo import GDTUO_PREFIX, GdtuoMethod
 from hypergrad import grammar
 
@@ -186,9 +193,7 @@ class TorchMethod(SingleRunMethod):
         return OptimizerSetup(optimizer=optimizer, hyperparameters=_group_lrs(optimizer))
 
     def meta(self) -> MethodMeta:
-        lr = self.kwargs.get("lr")
-        return MethodMeta("torch", self.optimizer, height=0,
-                          lr0=float(lr) if isinstance(lr, (int, float)) else None)
+        return MethodMeta("torch", self.optimizer, height=0, lr0=step_size(self.kwargs))
 
 
 def _torch_parameters(cls: type[torch.optim.Optimizer]) -> dict[str, inspect.Parameter]:
