@@ -26,7 +26,6 @@ from bench.config import device_kind
 from bench.errors import UserError, write_output
 from bench.record import DONE, RunResult
 from bench.report.load import load_results
-from bench.report.structure import canonical_method
 
 DEFAULT_FAIL_ON = "error:+0.5pp,step_time:+20%,memory:+10%"
 # Options that say how a run was scheduled, not what it computes: not part of the match.
@@ -138,6 +137,9 @@ def parse_fail_on(text: str) -> list[Threshold]:
 
 def config_key(result: RunResult) -> tuple[str, ...]:
     """What makes runs comparable, seed aside: workload, method, budget, device kind, options."""
+    from bench.report.structure import canonical_method  # the grammar imports torch: not at
+    # the CLI's start, which every command pays (bench suite starts its workers first)
+
     c = result.config
     options = {k: v for k, v in (c.get("options") or {}).items() if k not in _SCHEDULING_OPTIONS}
     budget = {k: v for k, v in (c.get("budget") or {}).items() if v is not None}

@@ -27,6 +27,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from multiprocessing import forkserver
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
@@ -37,7 +38,7 @@ from bench.record import FAILED
 from bench.run_queue import RunQueue
 from bench.slots import Slot
 from bench.store import HEARTBEAT_SECONDS, HELD, STORED
-from bench.worker import WorkerSpec, failed_record
+from bench.worker import WorkerSpec, failed_record, worker_modules
 from bench.worker import main as worker_main
 
 # A worker that dies this many times in a row before it is ready is broken, not unlucky.
@@ -56,7 +57,8 @@ class _Worker:
 
 
 class Scheduler:
-    """Runs a plan over slots, one spawned worker process per slot.
+    """Runs a plan over slots, one worker process per slot (forked by a forkserver on a CPU
+    slot, spawned on a GPU slot: ``_context``).
 
     Args:
         slots: from ``cpu_slots`` or ``gpu_slots``.
@@ -75,7 +77,6 @@ class Scheduler:
         self.slots, self.store, self.store_path = slots, store, str(store_path)
         self.progress = progress or Progress(slots)
         self.worker_env = tuple(sorted((worker_env or {}).items()))
-        self.context = mp.get_context("spawn")
         self.workers: dict[str, _Worker] = {}
         self.start_failures: dict[str, int] = {}
         self.runs = RunQueue(self.progress)
@@ -126,17 +127,24 @@ class Scheduler:
 
     def start_workers(self) -> None:
         """Start a worker on every slot now: they import torch and the harness (seconds) while
-        the caller still checks the suite. ``run`` starts any that are missing."""
+        the caller still checks the suite. ``run`` starts any that are missing.
+
+        CPU slots' workers are forked by the forkserver once it has imported that (forking
+        earlier would wait for it): here the forkserver is only started, and ``run`` forks."""
         for slot in self.slots:
-            if slot.name not in self.workers:
+            context = _context(slot)
+            if context.get_start_method() == "forkserver":
+                forkserver.ensure_running()
+            elif slot.name not in self.workers:
                 self.spawn(slot)
 
     def spawn(self, slot: Slot) -> None:
-        parent_conn, child_conn = self.context.Pipe(duplex=True)
+        context = _context(slot)
+        parent_conn, child_conn = context.Pipe(duplex=True)
         spec = WorkerSpec(slot.name, self.store_path, slot.threads, slot.cuda_visible,
-                          self.worker_env)
-        process = self.context.Process(target=worker_main, args=(child_conn, spec),
-                                       name=f"bench-worker-{slot.name}", daemon=True)
+                          self.worker_env, environ=tuple(os.environ.items()))
+        process = context.Process(target=worker_main, args=(child_conn, spec),
+                                  name=f"bench-worker-{slot.name}", daemon=True)
         # The worker is born with its GPU as the only visible one (it sets it again itself
         # before importing torch): nothing in it can initialise CUDA on another device.
         saved = os.environ.get("CUDA_VISIBLE_DEVICES")
@@ -276,6 +284,19 @@ class Scheduler:
                 force(worker.process)
                 worker.process.join(timeout=5)
         self.workers.clear()
+
+
+def _context(slot: Slot) -> Any:
+    """How a slot's worker is started: a CPU worker forked by a forkserver that has imported
+    what every worker imports (``bench.worker.worker_modules``, once for all workers and for
+    every suite of this process); a GPU worker spawned, as a fresh interpreter that has never
+    seen CUDA before it sets its own ``CUDA_VISIBLE_DEVICES``."""
+    if slot.cuda_visible is not None or "forkserver" not in mp.get_all_start_methods():
+        return mp.get_context("spawn")
+    context = mp.get_context("forkserver")
+    context.set_forkserver_preload(["bench.worker", *worker_modules()])  # its module first:
+    # it notes the environment before the imports change it
+    return context
 
 
 @contextlib.contextmanager

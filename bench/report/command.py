@@ -15,14 +15,15 @@ from typing import TYPE_CHECKING, Any
 
 from bench.config import RunConfig, device_kind
 from bench.record import RunResult
-from bench.report.structure import canonical_method
 from bench.suite import LEARNED_FROM
 
 if TYPE_CHECKING:
     from bench.report.build import SuiteInfo
 
-# bench.report.build (pandas, seaborn, matplotlib: seconds to import) is imported where a report
-# is written, not here: every `python -m bench` command builds this module's arguments.
+# bench.report.build (pandas, seaborn, matplotlib: seconds to import) and bench.report.structure
+# (the method grammar: hypergrad, so torch) are imported where they are used, not here: every
+# `python -m bench` command builds this module's arguments, and `bench suite` starts its workers
+# before the main process imports torch.
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -174,6 +175,8 @@ def _impossible_reruns(plan: list[RunConfig], results: list[RunResult],
 
 
 def _config(result: RunResult) -> RunConfig:
+    from bench.report.structure import canonical_method
+
     config = RunConfig.from_dict(result.config)
     return dataclasses.replace(config, method=canonical_method(config.method))
 

@@ -53,3 +53,45 @@ def test_what_a_run_raises_is_its_failed_record(tmp_path, bench_data_dir):
     result = run_one(config, WorkerSpec("cpu0", str(tmp_path / "s.sqlite"), 1))
     assert result.status == FAILED and "holds out none" in result.error
     assert result.run_id == config.run_id and result.env["slot"] == "cpu0"
+
+
+# --- how a worker is started (bench.scheduler: a forkserver for CPU slots) --------------------
+
+
+def test_a_forked_worker_takes_the_environment_of_the_moment_it_is_started(tmp_path, monkeypatch,
+                                                                             bench_data_dir):
+    """The forkserver keeps the environment it was started with; a variable set afterwards in
+    the scheduler's process (here: a data folder with nothing in it) must still reach the
+    worker, as it would a spawned one."""
+    from bench.progress import Progress
+    from bench.scheduler import Scheduler
+    from bench.slots import cpu_slots
+    from bench.store import Store
+
+    slots = cpu_slots(1)
+    store_path = tmp_path / "s.sqlite"
+    scheduler = Scheduler(slots, None, str(store_path), progress=Progress(slots, live=False))
+    scheduler.start_workers()  # the forkserver, with the environment as it is now
+    empty = tmp_path / "no-data-here"
+    empty.mkdir()
+    monkeypatch.setenv("BENCH_DATA_DIR", str(empty))
+    monkeypatch.setenv("BENCH_NO_DOWNLOAD", "1")
+    config = RunConfig("mnist-logreg", parse_method("sgd(lr=0.2)").name, 0, Budget(steps=5), "cpu")
+    with Store(store_path) as store:
+        scheduler.store = store
+        summary = scheduler.run([config])
+        record = store.get(config.run_id)
+    assert summary.failed == 1 and record.status == FAILED
+    assert "no-data-here" in record.error, record.error
+
+
+def test_the_cli_starts_without_torch():
+    """``bench suite`` starts its workers (a forkserver importing torch, seconds) before the main
+    process imports anything heavy: building the command line must not import torch."""
+    import subprocess
+    import sys
+
+    code = ("import sys, bench.cli; bench.cli.build_parser(); "
+            "print(sorted(m for m in ('torch', 'hypergrad', 'numpy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
