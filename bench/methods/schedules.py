@@ -13,14 +13,7 @@ from torch import Tensor
 
 from baselines import schedules
 from bench.errors import UserError
-from bench.methods import (
-    Family,
-    MethodMeta,
-    OptimizerSetup,
-    RunContext,
-    SingleRunMethod,
-    step_size,
-)
+from bench.methods import Family, MethodMeta, OptimizerSetup, RunContext, SingleRunMethod, step_size
 from hypergrad.grammar import split_top
 
 

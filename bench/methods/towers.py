@@ -27,14 +27,7 @@ import torch
 from torch import Tensor
 
 from bench.errors import UserError, unknown_name
-from bench.methods import (
-    Family,
-    MethodMeta,
-    OptimizerSetup,
-    RunContext,
-    SingleRunMethod,
-    step_size,
-)
+from bench.methods import Family, MethodMeta, OptimizerSetup, RunContext, SingleRunMethod, step_size
 from bench.methods.gdtuo import GDTUO_PREFIX, GdtuoMethod
 from hypergrad import grammar
 

@@ -14,7 +14,6 @@ import io
 import logging
 import os
 import signal
-import textwrap
 import threading
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ ray = pytest.importorskip("ray", reason="the Ray executor needs Ray: pip install
 from bench.cli import main  # noqa: E402
 from bench.record import DONE, FAILED  # noqa: E402
 from bench.store import open_store  # noqa: E402
+from tests.bench.tiny_suites import suite_file, victim_first  # noqa: E402
 
 pytestmark = pytest.mark.slow  # a Ray cluster takes a while to start
 
@@ -45,12 +45,6 @@ def cluster(bench_data_dir: Path) -> Any:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
-
-
-def suite_file(tmp_path: Path, body: str, name: str = "tiny.toml") -> Path:
-    path = tmp_path / name
-    path.write_text('description = "tiny"\nseeds = [0]\n' + textwrap.dedent(body))
-    return path
 
 
 def cli(*args: str) -> tuple[int, str]:
@@ -239,13 +233,7 @@ def _kill_task_when_running(run_id: str, stop: threading.Event) -> list[int]:
 def test_a_killed_worker_is_failed_the_rest_finishes_and_ctrl_c_cancels(cluster, tmp_path):
     from bench.suite import load_suite
 
-    suite = suite_file(tmp_path, """
-        [[group]]
-        label = "the victim: the longest run, so it starts first"
-        workloads = ["mnist-logreg"]
-        methods = ["torch.sgd(lr=0.1)"]
-        budgets = [{ steps = 20000 }]
-
+    suite = suite_file(tmp_path, victim_first("mnist-logreg", "torch.sgd(lr=0.1)", 20000) + """
         [[group]]
         workloads = ["mnist-logreg"]
         methods = ["torch.sgd(lr=0.05)", "torch.sgd(lr=0.02)"]

@@ -12,7 +12,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -28,15 +27,10 @@ from bench.run_queue import RunQueue
 from bench.slots import cpu_slots, gpu_slots
 from bench.store import Store
 from bench.suite import load_suite
+from tests.bench.tiny_suites import suite_file, victim_first
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 240
-
-
-def suite_file(tmp_path: Path, groups: str, name: str = "tiny.toml") -> Path:
-    path = tmp_path / name
-    path.write_text('description = "tiny"\nseeds = [0]\n' + textwrap.dedent(groups))
-    return path
 
 
 TINY = """
@@ -193,13 +187,7 @@ def test_ctrl_c_keeps_finished_runs_and_discards_running_ones(tmp_path):
 
 @pytest.mark.slow
 def test_a_killed_worker_and_a_raising_run_are_failed_and_the_rest_finishes(tmp_path):
-    suite = suite_file(tmp_path, """
-        [[group]]
-        label = "the victim: the longest run, so it starts first"
-        workloads = ["mnist-mlp"]
-        methods = ["sgd(lr=0.1)"]
-        budgets = [{ steps = 400 }]
-
+    suite = suite_file(tmp_path, victim_first("mnist-mlp", "sgd(lr=0.1)", 400) + """
         [[group]]
         label = "a run that raises: a holdout that holds out no image"
         workloads = ["mnist-mlp"]
