@@ -5,6 +5,7 @@ message (``adam: lr must be > 0, but got lr=-1.0``), and ``torch.optim``'s switc
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from torch import Tensor
@@ -34,6 +35,15 @@ def check(ok: bool, owner: str, name: str, rule: str, value: Any) -> None:
     """Raise the standard error when ``ok`` is false: ``adam: lr must be > 0, but got lr=-1.0``."""
     if not ok:
         raise HypergradError(f"{owner}: {name} must be {rule}, but got {name}={value!r}")
+
+
+def checked_number(config: dict[str, Any], name: str, owner: str,
+                   test: Callable[[float], bool] | None = None, rule: str = ">= 0") -> float:
+    """``config[name]`` as a number (:func:`as_number`) that passes ``test`` (by default
+    :func:`non_negative`), else the standard error naming ``rule``."""
+    value = as_number(config[name], name, owner)
+    check((test or non_negative)(value), owner, name, rule, value)
+    return value
 
 
 def positive(value: float) -> bool:

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from hypergrad._arguments import as_number, check, non_negative, positive
+from hypergrad._arguments import check, checked_number, positive
 from hypergrad._arithmetic import Inner, axmy_, dot, dot_total
 from hypergrad._base import Tower
 from hypergrad._flat import Flat, flat_ready, same_step
@@ -88,11 +88,9 @@ class Adagrad(Tower):
     def _validate(self, config: dict[str, Any], learned: frozenset[str]) -> dict[str, Any]:
         o = self.name
         out: dict[str, Any] = {}
-        lr = out["lr"] = as_number(config["lr"], "lr", o)
-        check(positive(lr), o, "lr", "> 0", lr)
+        out["lr"] = checked_number(config, "lr", o, positive, "> 0")
         for name in ("lr_decay", "weight_decay", "initial_accumulator_value", "eps"):
-            value = out[name] = as_number(config[name], name, o)
-            check(non_negative(value), o, name, ">= 0", value)
+            out[name] = checked_number(config, name, o)
         eps_inside = out["eps_inside"] = config["eps_inside"]
         check(isinstance(eps_inside, bool), o, "eps_inside", "true or false", eps_inside)
         return out
@@ -115,20 +113,10 @@ class Adagrad(Tower):
         return adagrad_vjp(grads, states, lr_decay=hp["lr_decay"], names=names, inner=inner)
 
 
-def adagrad(
-    params: list[Tensor],
-    grads: list[Tensor],
-    states: list[dict[str, Any]],
-    *,
-    lrs: list[float | Tensor],
-    lr_decay: float,
-    weight_decay: float,
-    initial_accumulator_value: float,
-    eps: float,
-    eps_inside: bool,
-    record: frozenset[str] = frozenset(),
-    flat: Flat | None = None,
-) -> None:
+def adagrad(params: list[Tensor], grads: list[Tensor], states: list[dict[str, Any]], *,
+            lrs: list[float | Tensor], lr_decay: float, weight_decay: float,
+            initial_accumulator_value: float, eps: float, eps_inside: bool,
+            record: frozenset[str] = frozenset(), flat: Flat | None = None) -> None:
     """One AdaGrad step on each tensor (see :class:`Adagrad`); with ``lr`` in ``record`` the
     direction is saved as ``hg_dir``. ``flat``: the same tensors as flat vectors (the
     accelerator's path): from the second step on, the per-tensor kernel runs once on them."""
@@ -174,8 +162,7 @@ def _adagrad_tensor(p: Tensor, g: Tensor, state: dict[str, Any], *, lr: float | 
 
 
 def adagrad_vjp(grads: list[Tensor], states: list[dict[str, Any]], *, lr_decay: float,
-                names: frozenset[str], inner: Inner = dot,
-                ) -> dict[str, tuple[list[Tensor], float]]:
+                names: frozenset[str], inner: Inner = dot) -> dict[str, tuple[list[Tensor], float]]:
     r"""Per tensor, :math:`\langle g, \partial\Delta/\partial\alpha\rangle = -\langle g,
     u_t\rangle / (1 + (t-1)\eta)` for the new gradient :math:`g`; ``(values, scale)`` as in
     ``Tower._vjp``."""

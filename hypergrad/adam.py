@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from hypergrad._arguments import as_number, check, non_negative, positive
+from hypergrad._arguments import as_number, check, checked_number, positive
 from hypergrad._arithmetic import Inner, as_dtype, bias_correction, dot, dot_total, fdiv, keep
 from hypergrad._base import Tower
 from hypergrad._flat import Flat, flat_ready, same_step
@@ -110,8 +110,7 @@ class Adam(Tower):
 
     def _validate(self, config: dict[str, Any], learned: frozenset[str]) -> dict[str, Any]:
         o = self.name
-        lr = as_number(config["lr"], "lr", o)
-        check(positive(lr), o, "lr", "> 0", lr)
+        lr = checked_number(config, "lr", o, positive, "> 0")
         betas = config["betas"]
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             check(False, o, "betas", "a pair (beta1, beta2)", betas)
@@ -124,12 +123,8 @@ class Adam(Tower):
             else:
                 check(0.0 <= b < 1.0, o, name, "in [0, 1)", b)
             clean.append(b)
-        eps = as_number(config["eps"], "eps", o)
-        check(non_negative(eps), o, "eps", ">= 0", eps)
-        weight_decay = as_number(config["weight_decay"], "weight_decay", o)
-        check(non_negative(weight_decay), o, "weight_decay", ">= 0", weight_decay)
-        v0 = as_number(config["v0"], "v0", o)
-        check(non_negative(v0), o, "v0", ">= 0", v0)
+        eps, weight_decay, v0 = (
+            checked_number(config, name, o) for name in ("eps", "weight_decay", "v0"))
         out = dict(lr=lr, betas=(clean[0], clean[1]), eps=eps, weight_decay=weight_decay, v0=v0)
         for name in ("amsgrad", "decoupled_weight_decay"):
             if name in config:
@@ -229,22 +224,10 @@ class AdamW(Adam):
                          fused=fused, v0=v0, learn=learn, lr_per=lr_per, hyper=hyper)
 
 
-def adam(
-    params: list[Tensor],
-    grads: list[Tensor],
-    states: list[dict[str, Any]],
-    *,
-    lrs: list[float | Tensor],
-    beta1: float | Tensor,
-    beta2: float | Tensor,
-    eps: float,
-    weight_decay: float,
-    decoupled: bool,
-    v0: float,
-    amsgrad: bool = False,
-    record: frozenset[str] = frozenset(),
-    flat: Flat | None = None,
-) -> None:
+def adam(params: list[Tensor], grads: list[Tensor], states: list[dict[str, Any]], *,
+         lrs: list[float | Tensor], beta1: float | Tensor, beta2: float | Tensor, eps: float,
+         weight_decay: float, decoupled: bool, v0: float, amsgrad: bool = False,
+         record: frozenset[str] = frozenset(), flat: Flat | None = None) -> None:
     """One Adam (or AdamW, ``decoupled``) step on each tensor (see :class:`Adam`); ``amsgrad``
     divides by the running maximum of the second moment, ``max_exp_avg_sq``, as torch.
 
@@ -350,22 +333,11 @@ def _constant(values: tuple[float, ...], like: Tensor) -> Tensor:
     return out
 
 
-def adam_vjp(
-    params: list[Tensor],
-    grads: list[Tensor],
-    states: list[dict[str, Any]],
-    *,
-    lrs: list[float | Tensor],
-    beta1: float | Tensor,
-    beta2: float | Tensor,
-    eps: float,
-    weight_decay: float,
-    decoupled: bool,
-    names: frozenset[str],
-    inner: Inner = dot,
-    flat: Flat | None = None,
-    amsgrad: bool = False,
-) -> dict[str, tuple[list[Tensor], float]]:
+def adam_vjp(params: list[Tensor], grads: list[Tensor], states: list[dict[str, Any]], *,
+             lrs: list[float | Tensor], beta1: float | Tensor, beta2: float | Tensor, eps: float,
+             weight_decay: float, decoupled: bool, names: frozenset[str], inner: Inner = dot,
+             flat: Flat | None = None,
+             amsgrad: bool = False) -> dict[str, tuple[list[Tensor], float]]:
     r"""Per tensor, the new gradient :math:`g` against the Jacobian columns of the last update
     for :math:`\alpha, \beta_1, \beta_2`, from the moments :math:`m_t, v_t` in the state and
     the saved gradient :math:`g_t`, reduced to a few inner products. With

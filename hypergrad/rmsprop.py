@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from hypergrad._arguments import as_number, check, non_negative, positive
+from hypergrad._arguments import as_number, check, checked_number, positive
 from hypergrad._arithmetic import Inner, axmy_, dot, dot_total, fdiv
 from hypergrad._base import Tower
 from hypergrad._errors import HypergradError
@@ -127,16 +127,14 @@ class RMSprop(Tower):
     def _validate(self, config: dict[str, Any], learned: frozenset[str]) -> dict[str, Any]:
         o = self.name
         out: dict[str, Any] = {}
-        lr = out["lr"] = as_number(config["lr"], "lr", o)
-        check(positive(lr), o, "lr", "> 0", lr)
+        out["lr"] = checked_number(config, "lr", o, positive, "> 0")
         gamma = out["alpha"] = as_number(config["alpha"], "gamma", o)
         if "gamma" in learned:
             check(0.0 < gamma < 1.0, o, "gamma", "in (0, 1) to be learned", gamma)
         else:
             check(0.0 <= gamma < 1.0, o, "gamma", "in [0, 1)", gamma)
         for name in ("eps", "weight_decay", "momentum"):
-            value = out[name] = as_number(config[name], name, o)
-            check(non_negative(value), o, name, ">= 0", value)
+            out[name] = checked_number(config, name, o)
         for name in ("centered", "eps_inside"):
             value = out[name] = config[name]
             check(isinstance(value, bool), o, name, "true or false", value)
@@ -160,21 +158,10 @@ class RMSprop(Tower):
                            eps_inside=hp["eps_inside"], names=names, inner=inner)
 
 
-def rmsprop(
-    params: list[Tensor],
-    grads: list[Tensor],
-    states: list[dict[str, Any]],
-    *,
-    lrs: list[float | Tensor],
-    gamma: float | Tensor,
-    eps: float,
-    weight_decay: float,
-    momentum: float,
-    centered: bool,
-    eps_inside: bool,
-    record: frozenset[str] = frozenset(),
-    flat: Flat | None = None,
-) -> None:
+def rmsprop(params: list[Tensor], grads: list[Tensor], states: list[dict[str, Any]], *,
+            lrs: list[float | Tensor], gamma: float | Tensor, eps: float, weight_decay: float,
+            momentum: float, centered: bool, eps_inside: bool,
+            record: frozenset[str] = frozenset(), flat: Flat | None = None) -> None:
     """One RMSProp step on each tensor (see :class:`RMSprop`); the normalised gradient ``hg_dir``
     is saved when ``record`` needs it (``gamma``, or ``lr`` without momentum). ``flat``: the
     same tensors as flat vectors (the accelerator's path): from the second step on, the
@@ -240,19 +227,10 @@ def _rmsprop_tensor(p: Tensor, g: Tensor, state: dict[str, Any], *, lr: float | 
         axmy_(p, q if q is not None else g / avg, lr)
 
 
-def rmsprop_vjp(
-    grads: list[Tensor],
-    states: list[dict[str, Any]],
-    *,
-    lrs: list[float | Tensor],
-    gamma: float | Tensor,
-    eps: float,
-    momentum: float,
-    centered: bool,
-    eps_inside: bool,
-    names: frozenset[str],
-    inner: Inner = dot,
-) -> dict[str, tuple[list[Tensor], float]]:
+def rmsprop_vjp(grads: list[Tensor], states: list[dict[str, Any]], *, lrs: list[float | Tensor],
+                gamma: float | Tensor, eps: float, momentum: float, centered: bool,
+                eps_inside: bool, names: frozenset[str],
+                inner: Inner = dot) -> dict[str, tuple[list[Tensor], float]]:
     r"""Per tensor, the new gradient :math:`g` against the Jacobian columns of the last update
     (see :class:`RMSprop`), with :math:`g_t = q_t(\sqrt{w_t} + \epsilon)` recovered from the
     saved direction: :math:`\langle g, J_\alpha\rangle = -\langle g, q_t\rangle` (momentum:

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from hypergrad._arguments import as_number, check, non_negative, positive
+from hypergrad._arguments import check, checked_number, positive
 from hypergrad._arithmetic import Inner, as_dtype, axmy_, dot, dot_total, keep
 from hypergrad._base import Tower
 from hypergrad._flat import Flat, flat_ready
@@ -109,14 +109,9 @@ class SGD(Tower):
 
     def _validate(self, config: dict[str, Any], learned: frozenset[str]) -> dict[str, Any]:
         o = self.name
-        lr = as_number(config["lr"], "lr", o)
-        check(positive(lr), o, "lr", "> 0", lr)
-        momentum = as_number(config["momentum"], "momentum", o)
-        check(non_negative(momentum), o, "momentum", ">= 0", momentum)
-        dampening = as_number(config["dampening"], "dampening", o)
-        check(non_negative(dampening), o, "dampening", ">= 0", dampening)
-        weight_decay = as_number(config["weight_decay"], "weight_decay", o)
-        check(non_negative(weight_decay), o, "weight_decay", ">= 0", weight_decay)
+        lr = checked_number(config, "lr", o, positive, "> 0")
+        momentum, dampening, weight_decay = (
+            checked_number(config, name, o) for name in ("momentum", "dampening", "weight_decay"))
         nesterov = config["nesterov"]
         check(isinstance(nesterov, bool), o, "nesterov", "true or false", nesterov)
         if nesterov and (momentum <= 0 or dampening != 0):
@@ -147,21 +142,10 @@ class SGD(Tower):
         return "momentum" in self._slots or hp["momentum"] != 0
 
 
-def sgd(
-    params: list[Tensor],
-    grads: list[Tensor],
-    states: list[dict[str, Any]],
-    *,
-    lrs: list[float | Tensor],
-    momentum: float | Tensor,
-    dampening: float,
-    weight_decay: float,
-    nesterov: bool,
-    momentum_on: bool | None = None,
-    record: frozenset[str] = frozenset(),
-    flat: Flat | None = None,
-    fixed_buffers: bool = False,
-) -> None:
+def sgd(params: list[Tensor], grads: list[Tensor], states: list[dict[str, Any]], *,
+        lrs: list[float | Tensor], momentum: float | Tensor, dampening: float, weight_decay: float,
+        nesterov: bool, momentum_on: bool | None = None, record: frozenset[str] = frozenset(),
+        flat: Flat | None = None, fixed_buffers: bool = False) -> None:
     """One SGD step on each tensor (see :class:`SGD` for the rule).
 
     Args:
@@ -257,18 +241,9 @@ def _direction(d: Tensor, buf: Tensor, momentum: float | Tensor, nesterov: bool)
     return d.add(buf, alpha=momentum)
 
 
-def sgd_vjp(
-    grads: list[Tensor],
-    states: list[dict[str, Any]],
-    *,
-    lrs: list[float | Tensor],
-    momentum: float | Tensor,
-    nesterov: bool,
-    momentum_on: bool,
-    names: frozenset[str],
-    inner: Inner = dot,
-    flat: Flat | None = None,
-) -> dict[str, tuple[list[Tensor], float]]:
+def sgd_vjp(grads: list[Tensor], states: list[dict[str, Any]], *, lrs: list[float | Tensor],
+            momentum: float | Tensor, nesterov: bool, momentum_on: bool, names: frozenset[str],
+            inner: Inner = dot, flat: Flat | None = None) -> dict[str, tuple[list[Tensor], float]]:
     r"""Per tensor, the new gradient :math:`g` against the Jacobian columns of the last update,
     from what :func:`sgd` saved: :math:`\langle g, \partial\Delta/\partial\alpha\rangle =
     -\langle g, u_t\rangle` and :math:`\langle g, \partial\Delta/\partial\mu\rangle =

@@ -78,7 +78,9 @@ def test_memory_flat_over_10000_steps():
     held, live = opt.memory_bytes(), _live_tensors()
     _train(opt, model, 9_900, seed=1)
     assert opt.memory_bytes() == held
-    assert _live_tensors() == live
+    # No more tensors than before: the count is the whole process's, where tensors that other
+    # tests of this worker left to the collector may be freed meanwhile (never a leak).
+    assert _live_tensors() <= live
 
 
 def test_no_reference_cycles():
