@@ -24,43 +24,23 @@ import prodigyopt
 import schedulefree
 import torch
 
-from baselines.spec import (
-    Param,
-    Signature,
-    format_call,
-    fraction,
-    non_negative,
-    parse,
-    positive,
-    unit_interval,
-)
-
-_WD = Param("weight_decay", default=0.0, check=non_negative, rule=">= 0")
-_BETAS = (
-    Param("beta1", default=0.9, check=unit_interval, rule="in [0, 1)"),
-    Param("beta2", default=0.999, check=unit_interval, rule="in [0, 1)"),
-)
+from baselines.params import BETAS, WARMUP, WEIGHT_DECAY, momentum_param, positive_param
+from baselines.spec import Param, Signature, format_call, parse
 
 
 def _lr(default: float) -> Param:
-    return Param("lr", default=default, check=positive, rule="> 0", doc="multiplier of d")
+    return positive_param("lr", default, doc="multiplier of d")
 
 
 METHODS: tuple[Signature, ...] = (
-    Signature("prodigy", (_lr(1.0), *_BETAS, _WD,
-                          Param("d_coef", default=1.0, check=positive, rule="> 0")),
+    Signature("prodigy", (_lr(1.0), *BETAS, WEIGHT_DECAY, positive_param("d_coef", 1.0)),
               "Prodigy (Mishchenko & Defazio 2023)"),
-    Signature("dadapt-adam", (_lr(1.0), *_BETAS, _WD), "D-Adaptation Adam (Defazio & Mishchenko)"),
-    Signature("dadapt-sgd", (_lr(1.0), Param("momentum", default=0.0, check=unit_interval,
-                                             rule="in [0, 1)"), _WD), "D-Adaptation SGD"),
-    Signature("schedulefree-adamw", (_lr(0.0025), *_BETAS, _WD,
-                                     Param("warmup", default=0.0, check=fraction,
-                                           rule="in [0, 1] (a fraction of training)")),
+    Signature("dadapt-adam", (_lr(1.0), *BETAS, WEIGHT_DECAY),
+              "D-Adaptation Adam (Defazio & Mishchenko)"),
+    Signature("dadapt-sgd", (_lr(1.0), momentum_param(0.0), WEIGHT_DECAY), "D-Adaptation SGD"),
+    Signature("schedulefree-adamw", (_lr(0.0025), *BETAS, WEIGHT_DECAY, WARMUP),
               "Schedule-Free AdamW (Defazio et al. 2024)"),
-    Signature("schedulefree-sgd", (_lr(1.0), Param("momentum", default=0.9, check=unit_interval,
-                                                   rule="in [0, 1)"), _WD,
-                                   Param("warmup", default=0.0, check=fraction,
-                                         rule="in [0, 1] (a fraction of training)")),
+    Signature("schedulefree-sgd", (_lr(1.0), momentum_param(0.9), WEIGHT_DECAY, WARMUP),
               "Schedule-Free SGD"),
 )
 NAMES = tuple(s.name for s in METHODS)

@@ -26,34 +26,19 @@ from typing import Any
 import torch
 from torch.optim import lr_scheduler
 
-from baselines.spec import (
-    Param,
-    Signature,
-    format_call,
-    fraction,
-    non_negative,
-    parse,
-    positive,
-    unit_interval,
-)
+from baselines.params import BETAS, WARMUP, WEIGHT_DECAY, momentum_param, positive_param
+from baselines.spec import Param, Signature, format_call, fraction, parse
 from hypergrad.grammar import split_top
 
-_LR = Param("lr", default=None, check=positive, rule="> 0", shown=True, doc="step size")
-_WD = Param("weight_decay", default=0.0, check=non_negative, rule=">= 0")
-_ADAM_PARAMS = (
-    _LR,
-    Param("beta1", default=0.9, check=unit_interval, rule="in [0, 1)"),
-    Param("beta2", default=0.999, check=unit_interval, rule="in [0, 1)"),
-    Param("eps", default=1e-8, check=positive, rule="> 0"),
-    _WD,
-)
+_LR = positive_param("lr", None, shown=True, doc="step size")
+_ADAM_PARAMS = (_LR, *BETAS, positive_param("eps", 1e-8), WEIGHT_DECAY)
 
 OPTIMIZERS: tuple[Signature, ...] = (
     Signature("sgd", (
         _LR,
-        Param("momentum", default=0.0, check=unit_interval, rule="in [0, 1)"),
+        momentum_param(0.0),
         Param("nesterov", kind="bool", default=False),
-        _WD,
+        WEIGHT_DECAY,
     ), "torch.optim.SGD"),
     Signature("adam", _ADAM_PARAMS, "torch.optim.Adam"),
     Signature("adamw", _ADAM_PARAMS, "torch.optim.AdamW (decoupled weight decay)"),
@@ -63,23 +48,23 @@ SCHEDULES: tuple[Signature, ...] = (
     Signature("constant", (), "a constant step size"),
     Signature("step", (
         Param("at", kind="list", default=None, doc="epochs at which to multiply by gamma"),
-        Param("every", default=None, check=positive, rule="> 0", doc="epochs between drops"),
-        Param("gamma", default=0.1, check=positive, rule="> 0", shown=True),
+        positive_param("every", None, doc="epochs between drops"),
+        positive_param("gamma", 0.1, shown=True),
     ), "x gamma at given epochs (at=[..]) or every few epochs (every=E)"),
     Signature("multistep", (
-        Param("gamma", default=0.1, check=positive, rule="> 0", shown=True),
+        positive_param("gamma", 0.1, shown=True),
     ), "x gamma at 50% and 75% of training (He et al.)"),
     Signature("exponential", (
-        Param("gamma", default=0.95, check=positive, rule="> 0", shown=True),
+        positive_param("gamma", 0.95, shown=True),
     ), "x gamma per epoch"),
     Signature("cosine", (
-        Param("warmup", default=0.0, check=fraction, rule="in [0, 1] (a fraction of training)"),
+        WARMUP,
         Param("min", default=0.0, check=fraction, rule="in [0, 1] (a fraction of lr)"),
     ), "cosine decay, after an optional linear warm-up"),
     Signature("onecycle", (
         Param("pct", default=0.3, check=lambda x: 0 < x < 1, rule="in (0, 1)"),
-        Param("div", default=25.0, check=positive, rule="> 0"),
-        Param("final_div", default=1e4, check=positive, rule="> 0"),
+        positive_param("div", 25.0),
+        positive_param("final_div", 1e4),
     ), "one-cycle: warm up to lr, then anneal (Smith 2018)"),
 )
 
