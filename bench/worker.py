@@ -67,7 +67,7 @@ class WorkerSpec:
 
 
 def main(conn: Connection, spec: WorkerSpec) -> None:
-    """The worker's entry point (the target of the spawned process)."""
+    """The worker's entry point (the target of the spawned or forked process)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent()
     if spec.environ is not None:

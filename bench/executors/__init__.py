@@ -1,6 +1,6 @@
 """Where a suite's runs execute: ``--executor local|ray``.
 
-- ``local`` (the default): ``bench.scheduler``, one spawned worker process per GPU or CPU slot
+- ``local`` (the default): ``bench.scheduler``, one worker process per GPU or CPU slot
   of this machine.
 - ``ray``: ``bench.executors.ray_executor``, each run a Ray task on a Ray cluster (one started
   for the suite, or ``--address`` of a running one), for more than one machine.
