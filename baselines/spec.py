@@ -185,4 +185,3 @@ def unit_interval(x: float) -> bool:
 def fraction(x: float) -> bool:
     """In [0, 1]: a fraction of training."""
     return 0 <= x <= 1
-

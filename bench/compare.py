@@ -137,8 +137,9 @@ def parse_fail_on(text: str) -> list[Threshold]:
 
 def config_key(result: RunResult) -> tuple[str, ...]:
     """What makes runs comparable, seed aside: workload, method, budget, device kind, options."""
-    from bench.report.structure import canonical_method  # the grammar imports torch: not at
-    # the CLI's start, which every command pays (bench suite starts its workers first)
+    # Imported here: the method grammar imports torch, which the CLI's start must not (bench
+    # suite starts its workers first).
+    from bench.report.structure import canonical_method
 
     c = result.config
     options = {k: v for k, v in (c.get("options") or {}).items() if k not in _SCHEDULING_OPTIONS}

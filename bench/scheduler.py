@@ -294,8 +294,8 @@ def _context(slot: Slot) -> Any:
     if slot.cuda_visible is not None or "forkserver" not in mp.get_all_start_methods():
         return mp.get_context("spawn")
     context = mp.get_context("forkserver")
-    context.set_forkserver_preload(["bench.worker", *worker_modules()])  # its module first:
-    # it notes the environment before the imports change it
+    # bench.worker first: it notes the environment before the other imports change it.
+    context.set_forkserver_preload(["bench.worker", *worker_modules()])
     return context
 
 

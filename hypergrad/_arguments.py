@@ -37,21 +37,21 @@ def check(ok: bool, owner: str, name: str, rule: str, value: Any) -> None:
         raise HypergradError(f"{owner}: {name} must be {rule}, but got {name}={value!r}")
 
 
-def checked_number(config: dict[str, Any], name: str, owner: str,
-                   test: Callable[[float], bool] | None = None, rule: str = ">= 0") -> float:
-    """``config[name]`` as a number (:func:`as_number`) that passes ``test`` (by default
-    :func:`non_negative`), else the standard error naming ``rule``."""
-    value = as_number(config[name], name, owner)
-    check((test or non_negative)(value), owner, name, rule, value)
-    return value
-
-
 def positive(value: float) -> bool:
     return math.isfinite(value) and value > 0.0
 
 
 def non_negative(value: float) -> bool:
     return math.isfinite(value) and value >= 0.0
+
+
+def checked_number(config: dict[str, Any], name: str, owner: str,
+                   test: Callable[[float], bool] = non_negative, rule: str = ">= 0") -> float:
+    """``config[name]`` as a number (:func:`as_number`) that passes ``test``, else the standard
+    error naming ``rule``."""
+    value = as_number(config[name], name, owner)
+    check(test(value), owner, name, rule, value)
+    return value
 
 
 def check_switches(owner: str, config: dict[str, Any]) -> dict[str, Any]:
