@@ -96,6 +96,8 @@ class Tower(LearnedValues, TakeUp, LevelStep, Checkpoints, Readout, torch.optim.
         self._raw: Tensor | None = None
         self._flat_stores: dict[int, FlatStore] = {}
         self._flats: dict[int, Flat] = {}  # this step's, per group: gradients flattened once
+        self._gathered: dict[tuple[int, Any], Any] = {}  # this step's, per group (_with_grads)
+        self._grad_numbers: tuple[Any, Tensor] | None = None  # see _numbers_as_grad
         self._state_lists: dict[int, tuple[Any, list[Tensor], list[dict[str, Any]]]] = {}
         self._slots: dict[str, Slot] = {}
         self._upper: UpperGraph | None = None  # level 0 on CUDA: the levels above, as a graph
@@ -243,6 +245,7 @@ class Tower(LearnedValues, TakeUp, LevelStep, Checkpoints, Readout, torch.optim.
         finally:
             for level in levels:  # nothing of this step's survives a failed one
                 level._flats.clear()
+                level._gathered.clear()
         return loss
 
     # torch.compiler.disable, applied at the first call as torch.optim.Optimizer does for its own
@@ -270,7 +273,7 @@ class Tower(LearnedValues, TakeUp, LevelStep, Checkpoints, Readout, torch.optim.
     def _upper_graph(self) -> UpperGraph | None:
         """What replays the levels above 0 on CUDA (``None``: they run eagerly here)."""
         raw = self._raw
-        if (raw is None or raw.device.type != "cuda" or not self.cuda_graphs
+        if (raw is None or not raw.is_cuda or not self.cuda_graphs
                 or torch.cuda.is_current_stream_capturing() or torch.compiler.is_compiling()):
             return None
         if self._upper is None:

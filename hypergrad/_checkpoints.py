@@ -135,6 +135,7 @@ class Checkpoints:
         # Views of the parameters and flat buffers made under no_grad are rebuilt by the copy
         # when first used (copying them would make views that autograd refuses to write).
         state["_flat_stores"], state["_flats"], state["_state_lists"] = {}, {}, {}
+        state["_gathered"], state["_grad_numbers"] = {}, None  # (a copy shares no memory)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:

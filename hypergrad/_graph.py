@@ -40,6 +40,7 @@ def step_upper(levels: list[Any], hypergradient: Tensor) -> None:
     for k in range(len(levels) - 1, 0, -1):
         levels[k]._update()
         levels[k]._flats.clear()  # frees this level's flat gradients
+        levels[k]._gathered.clear()
         levels[k - 1]._refresh()
 
 

@@ -225,7 +225,11 @@ class LearnedValues:
     def _hparams(self, gi: int, group: dict[str, Any]) -> dict[str, Any]:
         """The hyperparameters of group ``gi`` for an update: learned values used at the last
         refresh, the others as the group holds them."""
-        hp = {name: self._get(group, name) for name in self._hp_names()}
+        fixed = self._gathered.get((gi, "hp"))  # read once per step: nothing in it is learned
+        if fixed is None:
+            fixed = self._gathered[gi, "hp"] = {
+                name: self._get(group, name) for name in self._hp_names()}
+        hp = dict(fixed)
         if self._raw is not None:
             hp.update(self._used[gi])
         return hp

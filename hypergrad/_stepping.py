@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 import operator
+from array import array
 from typing import Any, ClassVar
 
 import torch
@@ -49,17 +50,25 @@ class LevelStep:
     gradients of its parameters (:meth:`_update`) and its hypergradient (:meth:`_hypergradient`),
     the tensors of a group gathered once for both."""
 
-    def _with_grads(self, group: dict[str, Any], valid_only: bool,
+    def _with_grads(self, gi: int, group: dict[str, Any], valid_only: bool,
                     ) -> tuple[list[int], list[Tensor], list[Tensor], list[dict[str, Any]]]:
-        """The tensors of a group that have a gradient (and, with ``valid_only``, whose trace
-        is from the last step): their indices, the tensors, their gradients (negated with
-        ``maximize``, as torch.optim does) and states."""
+        """The tensors of group ``gi`` that have a gradient (and, with ``valid_only``, whose
+        trace is from the last step): their indices, the tensors, their gradients (negated with
+        ``maximize``, as torch.optim does) and states. Gathered once per step (``_gathered``,
+        emptied when the step ends): a level's hypergradient and update read the same."""
+        got = self._gathered.get((gi, valid_only))
+        if got is not None:
+            return got
         kept, params, grads, states = self._with_grads_as_given(group, valid_only)
         if group.get("maximize"):
             grads = [torch.neg(g) for g in grads]
         if any(map(_unusual, grads)):
             params, grads = self._as_real_dense(params, grads, states)
-        return kept, params, grads, states
+        got = kept, params, grads, states
+        self._gathered[gi, valid_only] = got
+        if len(kept) == len(group["params"]) and all(map(_is_valid, states)):
+            self._gathered[gi, not valid_only] = got  # every tensor: both answers are the same
+        return got
 
     _sparse_ok: ClassVar[bool] = False
     """Whether ``torch.optim``'s class of this family takes sparse gradients (SGD, Adagrad)."""
@@ -157,9 +166,9 @@ class LevelStep:
     def _update(self) -> None:
         """This level's update of its own parameters from their ``.grad``, recording the trace
         the next hypergradient needs when a level above learns from it."""
-        learned = frozenset(self._learn) if self._raw is not None else frozenset()
+        learned = self._names if self._raw is not None else frozenset()
         for gi, group in enumerate(self.param_groups):
-            kept, params, grads, states = self._with_grads(group, False)
+            kept, params, grads, states = self._with_grads(gi, group, False)
             if learned and len(kept) < len(group["params"]):
                 for p in group["params"]:
                     if p.grad is None and p in self.state:
@@ -182,8 +191,10 @@ class LevelStep:
     @property
     def _tensor_path(self) -> bool:
         """Whether this level computes with tensors (an accelerator, or ``cpu_floats`` off)."""
-        first = next((p for g in self.param_groups for p in g["params"]), None)
-        return first is not None and not (self.cpu_floats and first.device.type == "cpu")
+        for group in self.param_groups:
+            if group["params"]:
+                return not (self.cpu_floats and group["params"][0].is_cpu)
+        return False
 
     def _hypergradient(self) -> Tensor:
         """:math:`G_{k+1}`: the gradient of the loss whose gradients now sit in this level's
@@ -198,7 +209,7 @@ class LevelStep:
         found: dict[int, list[Any]] = {}  # raw index (or slot start) -> contributions
         scales: dict[str, float] = {}
         for gi, group in enumerate(self.param_groups):
-            valid, params, grads, states = self._with_grads(group, True)
+            valid, params, grads, states = self._with_grads(gi, group, True)
             if not valid:
                 continue
             hp = self._hparams(gi, group)
@@ -231,7 +242,7 @@ class LevelStep:
                     values = found.get(j)
                     if values is not None:
                         out_numbers[j] = math.fsum(values) * scale * dval[j]
-            return torch.tensor(out_numbers, dtype=raw.dtype)
+            return self._numbers_as_grad(out_numbers)
         cpu = isinstance(self._dval, list)
         pieces: list[Tensor] = []
         for s in slots:
@@ -272,6 +283,21 @@ class LevelStep:
             out = out.to(raw.device, raw.dtype)
         return out
 
+
+    def _numbers_as_grad(self, numbers: list[float]) -> Tensor:
+        """The hypergradient computed in Python floats as the raw vector's gradient: written
+        into a tensor kept from step to step that shares its memory with a Python array, so
+        no tensor is made per step (right after a backward pass a new one costs ~10 us). The
+        levels above copy what they keep of a gradient, so its next values harm nothing."""
+        raw = self._raw
+        assert raw is not None
+        kept = self._grad_numbers
+        if kept is None or len(kept[0]) != len(numbers) or kept[1].dtype != raw.dtype:
+            values = array("f" if raw.dtype == torch.float32 else "d", numbers)
+            kept = self._grad_numbers = (values, torch.frombuffer(values, dtype=raw.dtype))
+        else:
+            kept[0][:] = array(kept[0].typecode, numbers)
+        return kept[1]
 
 def steps_on_device(states: list[dict[str, Any]], params: list[Tensor]) -> None:
     """Above level 0 on the tensor path a step counter is a 0-d tensor beside its parameter,

@@ -173,6 +173,12 @@ def sgd(params: list[Tensor], grads: list[Tensor], states: list[dict[str, Any]],
                   weight_decay=weight_decay, nesterov=nesterov, save_dir=save_dir,
                   save_prev=save_prev, fixed_buffers=fixed_buffers)
         return
+    if not on and weight_decay == 0:  # plain SGD: u = g (the rest of _sgd_tensor, inline)
+        for p, g, state, lr in zip(params, grads, states, lrs, strict=True):
+            if save_dir:
+                keep(state, "hg_dir", g)
+            axmy_(p, g, lr)
+        return
     for p, g, state, lr in zip(params, grads, states, lrs, strict=True):
         _sgd_tensor(p, g, state, lr=lr, momentum=momentum, on=on, dampening=dampening,
                     weight_decay=weight_decay, nesterov=nesterov, save_dir=save_dir,
