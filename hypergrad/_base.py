@@ -238,8 +238,9 @@ class Tower(LearnedValues, TakeUp, LevelStep, Checkpoints, Readout, torch.optim.
                 loss = closure()
         levels = self.levels
         try:
-            if len(levels) > 1:
-                hypergradient = self._hypergradient()  # 1. bottom-up, from the weights
+            if len(levels) > 1:  # 1. bottom-up, from the weights
+                hypergradient = (self._hypergradient() if self._tensor_path
+                                 else self._eager_hypergradient())
                 self._step_upper(levels, hypergradient)
             self._update()  # 2. ends top-down: the weights, in place
         finally:
@@ -247,6 +248,15 @@ class Tower(LearnedValues, TakeUp, LevelStep, Checkpoints, Readout, torch.optim.
                 level._flats.clear()
                 level._gathered.clear()
         return loss
+
+    @torch._disable_dynamo
+    def _eager_hypergradient(self) -> Tensor:
+        """Level 0's hypergradient on the float path, never traced by ``torch.compile``: it
+        reads every inner product as a Python number, a graph break each, so Dynamo would
+        compile only fragments, and across those breaks torch 2.14's Dynamo reuses a float it
+        has made dynamic at its value of an earlier step (Adam's bias corrections: wrong
+        hypergradients from the third compiled step on, ``tests/hypergrad/test_compile.py``)."""
+        return self._hypergradient()
 
     # torch.compiler.disable, applied at the first call as torch.optim.Optimizer does for its own
     # zero_grad and state_dict: importing Dynamo at class definition would add ~1.5 s to every

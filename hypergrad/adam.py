@@ -7,6 +7,7 @@ the state, :func:`adam` updates a list of tensors, :func:`_adam_tensor` one tens
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -370,31 +371,81 @@ def adam_vjp(params: list[Tensor], grads: list[Tensor], states: list[dict[str, A
         m, v = state["exp_avg"], state["exp_avg_sq"]
         bc1 = bias_correction(beta1, t)
         bc2 = bias_correction(beta2, t)
-        s = (state["max_exp_avg_sq"] if amsgrad else v).sqrt().div_(bc2**0.5)  # sqrt(v_hat)
-        denom = s + eps
-        w = g_new / denom
-        wm = inner(w, m)
+        products = _amsgrad_products if amsgrad else _inner_products
+        x, y, wm = products(g_new, m, v, state, bc1=bc1, bc2=bc2, eps=eps, names=names,
+                            inner=inner)
         if "lr" in names:
-            value = fdiv(wm, -bc1)
-            if decoupled and weight_decay != 0:
-                previous = (inner(g_new, p) + wm * fdiv(lr, bc1)) / (1 - lr * weight_decay)
-                value = value - previous * weight_decay
-            out["lr"][0].append(value)
-        # per beta: <g, J> = k lr ((x - y) / (beta bc) + x t beta^(t-1) / bc^2), with k = -1 and
-        # x, y = <w, m>, <w, g_t> for beta1; k = 1/2 and x, y = <z, v>, <z g_t, g_t> for beta2,
-        # z = w m / (D sqrt(v_hat) (1 - beta1^t))
-        x, y = {}, {}
-        if "beta1" in names:
-            x["beta1"], y["beta1"] = wm, inner(w, state["hg_grad"])
-        if "beta2" in names:
-            g = state["hg_grad"]
-            z = w.mul_(m).div_(denom).div_(s.clamp_min_(torch.finfo(s.dtype).tiny)).div_(bc1)
-            x["beta2"] = inner(z, v)
-            y["beta2"] = inner(z.mul_(g), g)
+            out["lr"][0].append(_lr_value(wm, inner, g_new, p, lr=lr, bc1=bc1,
+                                          weight_decay=weight_decay, decoupled=decoupled))
         for name, value in _beta_values(x, y, t=t, lr=lr, beta1=beta1, beta2=beta2,
                                         bc1=bc1, bc2=bc2).items():
             out[name][0].append(value)
     return out
+
+
+def _inner_products(g_new: Tensor, m: Tensor, v: Tensor, state: dict[str, Any], *, bc1: Any,
+                    bc2: Any, eps: float, names: frozenset[str], inner: Inner,
+                    ) -> tuple[dict[str, Any], dict[str, Any], Any]:
+    r"""The inner products of :func:`adam_vjp`: ``x``, ``y`` per learned beta, and
+    :math:`\langle w, m_t\rangle`.
+
+    Eight elementwise passes rather than ten: with :math:`c = \sqrt{1-\beta_2^t}`, the square
+    root :math:`s' = \sqrt{v_t} = c\sqrt{\hat v_t}` and :math:`D' = s' + c\epsilon = cD`, the
+    bias corrections are numbers applied to the reduced values, not passes over the tensors, and
+    :math:`\langle z, v_t\rangle` reads :math:`v_t = s'^2`:
+    :math:`\langle z, v_t\rangle = c(1-\beta_2^t)/(1-\beta_1^t)\,\langle q, s'\rangle` and
+    :math:`\langle z g_t, g_t\rangle = c^3/(1-\beta_1^t)\,\langle q g_t / s', g_t\rangle`,
+    with :math:`q = g\,m_t / D'^2`."""
+    c = bc2**0.5 if isinstance(bc2, Tensor) else math.sqrt(bc2)
+    s = v.sqrt()  # s'
+    denom = s + c * eps  # D'
+    w = g_new / denom  # w / c
+    wm = inner(w, m) * c
+    x, y = {}, {}
+    if "beta1" in names:
+        x["beta1"], y["beta1"] = wm, inner(w, state["hg_grad"]) * c
+    if "beta2" in names:
+        g = state["hg_grad"]
+        q = w.mul_(m).div_(denom)
+        x["beta2"] = fdiv(inner(q, s) * (bc2 * c), bc1)
+        q.div_(s.clamp_min(torch.finfo(s.dtype).tiny))
+        y["beta2"] = fdiv(inner(q.mul_(g), g) * (c * c * c), bc1)
+    return x, y, wm
+
+
+def _amsgrad_products(g_new: Tensor, m: Tensor, v: Tensor, state: dict[str, Any], *, bc1: Any,
+                      bc2: Any, eps: float, names: frozenset[str], inner: Inner,
+                      ) -> tuple[dict[str, Any], dict[str, Any], Any]:
+    """:func:`_inner_products` with AMSGrad: :math:`\hat v_t` is the running maximum over
+    :math:`1-\beta_2^t`, no longer :math:`v_t`'s own, so each product is formed as written
+    (``z`` with the bias correction folded in)."""
+    s = state["max_exp_avg_sq"].sqrt().div_(bc2**0.5)  # sqrt(v_hat)
+    denom = s + eps
+    w = g_new / denom
+    wm = inner(w, m)
+    # per beta: <g, J> = k lr ((x - y) / (beta bc) + x t beta^(t-1) / bc^2), with k = -1 and
+    # x, y = <w, m>, <w, g_t> for beta1; k = 1/2 and x, y = <z, v>, <z g_t, g_t> for beta2,
+    # z = w m / (D sqrt(v_hat) (1 - beta1^t))
+    x, y = {}, {}
+    if "beta1" in names:
+        x["beta1"], y["beta1"] = wm, inner(w, state["hg_grad"])
+    if "beta2" in names:
+        g = state["hg_grad"]
+        z = w.mul_(m).div_(denom).div_(s.clamp_min_(torch.finfo(s.dtype).tiny)).div_(bc1)
+        x["beta2"] = inner(z, v)
+        y["beta2"] = inner(z.mul_(g), g)
+    return x, y, wm
+
+
+def _lr_value(wm: Any, inner: Inner, g_new: Tensor, p: Tensor | None, *, lr: Any, bc1: Any,
+              weight_decay: float, decoupled: bool) -> Any:
+    """:math:`\langle g, J_\alpha\rangle` from :math:`\langle w, m_t\rangle` (AdamW: minus
+    :math:`\lambda\langle g, p_{t-1}\rangle`)."""
+    value = fdiv(wm, -bc1)
+    if decoupled and weight_decay != 0:
+        previous = (inner(g_new, p) + wm * fdiv(lr, bc1)) / (1 - lr * weight_decay)
+        value = value - previous * weight_decay
+    return value
 
 
 def _beta_values(x: dict[str, Any], y: dict[str, Any], *, t: int, lr: Any, beta1: Any,

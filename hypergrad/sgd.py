@@ -16,7 +16,7 @@ from torch import Tensor
 from hypergrad._arguments import check, checked_number, positive
 from hypergrad._arithmetic import Inner, as_dtype, axmy_, dot, dot_total, keep
 from hypergrad._base import Tower
-from hypergrad._flat import Flat, flat_ready
+from hypergrad._flat import Flat, flat_ready, shared_value
 from hypergrad._parametrisations import IDENTITY
 
 
@@ -128,7 +128,7 @@ class SGD(Tower):
         sgd(params, grads, states, lrs=lrs, momentum=hp["momentum"], dampening=hp["dampening"],
             weight_decay=hp["weight_decay"], nesterov=hp["nesterov"],
             momentum_on=self._momentum_on(hp), record=record, flat=flat,
-            fixed_buffers=self._level > 0)
+            fixed_buffers=self._level > 0, foreach=hp.get("foreach") is not False)
 
     def _vjp(self, hp: dict[str, Any], params: list[Tensor], grads: list[Tensor],
              states: list[dict[str, Any]], lrs: list[Any], names: frozenset[str],
@@ -145,7 +145,7 @@ class SGD(Tower):
 def sgd(params: list[Tensor], grads: list[Tensor], states: list[dict[str, Any]], *,
         lrs: list[float | Tensor], momentum: float | Tensor, dampening: float, weight_decay: float,
         nesterov: bool, momentum_on: bool | None = None, record: frozenset[str] = frozenset(),
-        flat: Flat | None = None, fixed_buffers: bool = False) -> None:
+        flat: Flat | None = None, fixed_buffers: bool = False, foreach: bool = False) -> None:
     """One SGD step on each tensor (see :class:`SGD` for the rule).
 
     Args:
@@ -161,6 +161,10 @@ def sgd(params: list[Tensor], grads: list[Tensor], states: list[dict[str, Any]],
         fixed_buffers: keep each state tensor where it is, copying the old momentum buffer
             rather than swapping the two (the levels above 0: a CUDA graph replays them, and
             their buffers hold a few numbers).
+        foreach: plain SGD (no momentum, no weight decay) with one step size, a number, for
+            every tensor may take one ``torch._foreach_*`` call per operation: the same kernels,
+            without a Python call per tensor (on the CPU each costs more than a small tensor's
+            arithmetic).
     """
     on = momentum != 0 if momentum_on is None else momentum_on
     save_dir = "lr" in record and (not on or nesterov)
@@ -174,6 +178,13 @@ def sgd(params: list[Tensor], grads: list[Tensor], states: list[dict[str, Any]],
                   save_prev=save_prev, fixed_buffers=fixed_buffers)
         return
     if not on and weight_decay == 0:  # plain SGD: u = g (the rest of _sgd_tensor, inline)
+        lr = lrs[0]
+        if (foreach and len(params) > 1 and not isinstance(lr, Tensor) and shared_value(lrs)
+                and (not save_dir or all("hg_dir" in st for st in states))):
+            if save_dir:
+                torch._foreach_copy_([st["hg_dir"] for st in states], grads)
+            torch._foreach_add_(params, grads, alpha=-lr)
+            return
         for p, g, state, lr in zip(params, grads, states, lrs, strict=True):
             if save_dir:
                 keep(state, "hg_dir", g)
