@@ -62,12 +62,15 @@ class LevelStep:
         kept, params, grads, states = self._with_grads_as_given(group, valid_only)
         if group.get("maximize"):
             grads = [torch.neg(g) for g in grads]
-        if any(map(_unusual, grads)):
-            params, grads = self._as_real_dense(params, grads, states)
+        for g in grads:
+            if g.is_sparse or g.is_complex():
+                params, grads = self._as_real_dense(params, grads, states)
+                break
         got = kept, params, grads, states
-        self._gathered[gi, valid_only] = got
+        memo = self._gathered
+        memo[gi, valid_only] = got
         if len(kept) == len(group["params"]) and all(map(_is_valid, states)):
-            self._gathered[gi, not valid_only] = got  # every tensor: both answers are the same
+            memo[gi, not valid_only] = got  # every tensor: both answers are the same
         return got
 
     _sparse_ok: ClassVar[bool] = False
@@ -105,11 +108,12 @@ class LevelStep:
     def _with_grads_as_given(self, group: dict[str, Any], valid_only: bool,
                              ) -> tuple[list[int], list[Tensor], list[Tensor],
                                         list[dict[str, Any]]]:
-        grads = [p.grad for p in group["params"]]
-        if not any(g is None for g in grads):  # the usual case, without hashing every tensor
+        params = group["params"]
+        grads = [p.grad for p in params]
+        if _NO_GRAD not in map(type, grads):  # the usual case, without hashing every tensor
             states = self._states_of(group)
             if states is not None and (not valid_only or all(map(_is_valid, states))):
-                return list(range(len(grads))), group["params"], grads, states
+                return list(range(len(grads))), params, grads, states
         kept, params, grads, states = [], [], [], []
         state = self.state
         for i, p in enumerate(group["params"]):
@@ -309,10 +313,8 @@ def steps_on_device(states: list[dict[str, Any]], params: list[Tensor]) -> None:
             st["step"] = torch.full((), float(step), dtype=p.dtype, device=p.device)
 
 
-def _unusual(g: Tensor) -> bool:
-    """A sparse or complex gradient (stepped through :meth:`Tower._as_real_dense`)."""
-    return g.is_sparse or g.is_complex()
-
+_NO_GRAD = type(None)
+"""The type of a missing gradient (``p.grad is None``)."""
 
 _is_valid = operator.methodcaller("get", "hg_valid")
 """Whether a tensor's state holds a trace of the last step (its hypergradient is defined)."""
