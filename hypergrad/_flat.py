@@ -203,6 +203,16 @@ class Flat:
             torch._foreach_add_(self.params, unflatten(update, self.params), alpha=-scale)
 
 
+def numbers_ready(states: list[dict[str, Any]], lrs: list[Any], needs: Iterable[str],
+                  *values: Any) -> bool:
+    """Whether a family may step a list of tensors with ``torch._foreach_*`` calls on numbers
+    (the CPU's float path): more than one tensor, one step size for all, it and ``values``
+    Python numbers, and every state already holding ``needs`` (not the first step)."""
+    return (len(states) > 1 and not isinstance(lrs[0], Tensor) and shared_value(lrs)
+            and not any(isinstance(v, Tensor) for v in values)
+            and all(key in st for key in needs for st in states))
+
+
 def flat_ready(flat: Flat | None, lrs: list[Any], needs: Iterable[str]) -> bool:
     """Whether a family may update a group on the flat path: the tower offers it (an
     accelerator, every tensor with a gradient), one step size serves every tensor, and every

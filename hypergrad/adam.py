@@ -2,22 +2,23 @@ r"""Adam and AdamW as hyperoptimizable levels (the paper's Adam, and Adam^alpha 
 
 Three layers, as in ``torch/optim/adam.py``: :class:`Adam` / :class:`AdamW` check arguments and own
 the state, :func:`adam` updates a list of tensors, :func:`_adam_tensor` one tensor;
-:func:`adam_vjp` applies the Jacobian of the last update to the new gradient.
+:func:`hypergrad._adam_vjp.adam_vjp` applies the Jacobian of the last update to the new
+gradient.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from hypergrad._adam_vjp import adam_vjp
 from hypergrad._arguments import as_number, check, checked_number, positive
-from hypergrad._arithmetic import Inner, as_dtype, bias_correction, dot, dot_total, fdiv, keep
+from hypergrad._arithmetic import Inner, as_dtype, bias_correction, fdiv, keep
 from hypergrad._base import Tower
-from hypergrad._flat import Flat, flat_ready, same_step
+from hypergrad._flat import Flat, flat_ready, numbers_ready, same_step
 from hypergrad._parametrisations import IDENTITY, UNIT
 
 
@@ -174,7 +175,8 @@ class Adam(Tower):
                     flat: Flat | None = None) -> None:
         adam(params, grads, states, lrs=lrs, beta1=hp["beta1"], beta2=hp["beta2"], eps=hp["eps"],
              weight_decay=hp["weight_decay"], decoupled=self._decoupled_in(hp), v0=hp["v0"],
-             amsgrad=hp["amsgrad"], record=record, flat=flat)
+             amsgrad=hp["amsgrad"], record=record, flat=flat,
+             foreach=hp.get("foreach") is not False)
 
     def _vjp(self, hp: dict[str, Any], params: list[Tensor], grads: list[Tensor],
              states: list[dict[str, Any]], lrs: list[Any], names: frozenset[str],
@@ -182,7 +184,7 @@ class Adam(Tower):
         return adam_vjp(params, grads, states, lrs=lrs, beta1=hp["beta1"], beta2=hp["beta2"],
                         eps=hp["eps"], weight_decay=hp["weight_decay"],
                         decoupled=self._decoupled_in(hp), amsgrad=hp["amsgrad"], names=names,
-                        inner=inner, flat=flat)
+                        inner=inner, flat=flat, foreach=hp.get("foreach") is not False)
 
 
 class AdamW(Adam):
@@ -228,13 +230,15 @@ class AdamW(Adam):
 def adam(params: list[Tensor], grads: list[Tensor], states: list[dict[str, Any]], *,
          lrs: list[float | Tensor], beta1: float | Tensor, beta2: float | Tensor, eps: float,
          weight_decay: float, decoupled: bool, v0: float, amsgrad: bool = False,
-         record: frozenset[str] = frozenset(), flat: Flat | None = None) -> None:
+         record: frozenset[str] = frozenset(), flat: Flat | None = None,
+         foreach: bool = False) -> None:
     """One Adam (or AdamW, ``decoupled``) step on each tensor (see :class:`Adam`); ``amsgrad``
     divides by the running maximum of the second moment, ``max_exp_avg_sq``, as torch.
 
     ``record``: when a beta is learned, the gradient actually used (``hg_grad``) is saved; the
     step size needs nothing beyond the moments, which stay in the state. ``flat``: the same
-    tensors as flat vectors (the accelerator's path), used from the second step on.
+    tensors as flat vectors (the accelerator's path), used from the second step on; else with
+    ``foreach``, one ``torch._foreach_*`` call per operation on numbers (:func:`_adam_foreach`).
     """
     save_grad = "beta1" in record or "beta2" in record
     needs = ("step", "hg_grad") if save_grad else ("step",)
@@ -243,6 +247,12 @@ def adam(params: list[Tensor], grads: list[Tensor], states: list[dict[str, Any]]
         _adam_flat(flat, lr=lrs[0], beta1=beta1, beta2=beta2, eps=eps,
                    weight_decay=weight_decay, decoupled=decoupled, save_grad=save_grad,
                    amsgrad=amsgrad)
+        return
+    if (foreach and numbers_ready(states, lrs, needs + (("max_exp_avg_sq",) if amsgrad else ()),
+                                  beta1, beta2) and same_step(states)):
+        _adam_foreach(params, grads, states, lr=lrs[0], beta1=beta1, beta2=beta2, eps=eps,
+                      weight_decay=weight_decay, decoupled=decoupled, save_grad=save_grad,
+                      amsgrad=amsgrad)
         return
     for p, g, state, lr in zip(params, grads, states, lrs, strict=True):
         _adam_tensor(p, g, state, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
@@ -290,6 +300,34 @@ def _adam_tensor(p: Tensor, g: Tensor, state: dict[str, Any], *, lr: float | Ten
         p.addcdiv_(m, denom, value=-step_size)
 
 
+def _adam_foreach(params: list[Tensor], grads: list[Tensor], states: list[dict[str, Any]], *,
+                  lr: float, beta1: float, beta2: float, eps: float, weight_decay: float,
+                  decoupled: bool, save_grad: bool, amsgrad: bool) -> None:
+    """:func:`_adam_tensor` on every tensor at once, one ``torch._foreach_*`` call per
+    operation: on the CPU the for-loop's kernels tensor by tensor, so its numbers to the bit."""
+    for st in states:
+        st["step"] += 1
+    t = states[0]["step"]
+    m, v = [st["exp_avg"] for st in states], [st["exp_avg_sq"] for st in states]
+    if weight_decay != 0:
+        if decoupled:
+            torch._foreach_mul_(params, 1 - lr * weight_decay)
+        else:
+            grads = torch._foreach_add(grads, params, alpha=weight_decay)
+    if save_grad:
+        torch._foreach_copy_([st["hg_grad"] for st in states], grads)
+    torch._foreach_lerp_(m, grads, 1 - beta1)
+    torch._foreach_mul_(v, beta2)
+    torch._foreach_addcmul_(v, grads, grads, value=1 - beta2)
+    if amsgrad:
+        v = [st["max_exp_avg_sq"] for st in states]
+        torch._foreach_maximum_(v, [st["exp_avg_sq"] for st in states])
+    denom = torch._foreach_sqrt(v)
+    torch._foreach_div_(denom, bias_correction(beta2, t) ** 0.5)
+    torch._foreach_add_(denom, eps)
+    torch._foreach_addcdiv_(params, m, denom, value=-fdiv(lr, bias_correction(beta1, t)))
+
+
 def _adam_flat(fl: Flat, *, lr: float | Tensor, beta1: float | Tensor, beta2: float | Tensor,
                eps: float, weight_decay: float, decoupled: bool, save_grad: bool,
                amsgrad: bool = False) -> None:
@@ -319,151 +357,3 @@ def _adam_flat(fl: Flat, *, lr: float | Tensor, beta1: float | Tensor, beta2: fl
         v = torch.maximum(fl.buf("max_exp_avg_sq"), v, out=fl.buf("max_exp_avg_sq"))
     denom = v.sqrt().div_(bias_correction(beta2, t) ** 0.5).add_(eps)
     fl.sub_(m.div(denom), step_size)
-
-
-_CONSTANTS: dict[tuple[Any, ...], Tensor] = {}
-
-
-def _constant(values: tuple[float, ...], like: Tensor) -> Tensor:
-    """A small constant vector on ``like``'s device, made once (a host-to-device copy per step
-    would cost more than the arithmetic it saves)."""
-    key = (values, like.dtype, like.device)
-    out = _CONSTANTS.get(key)
-    if out is None:
-        out = _CONSTANTS[key] = torch.tensor(values, dtype=like.dtype, device=like.device)
-    return out
-
-
-def adam_vjp(params: list[Tensor], grads: list[Tensor], states: list[dict[str, Any]], *,
-             lrs: list[float | Tensor], beta1: float | Tensor, beta2: float | Tensor, eps: float,
-             weight_decay: float, decoupled: bool, names: frozenset[str], inner: Inner = dot,
-             flat: Flat | None = None,
-             amsgrad: bool = False) -> dict[str, tuple[list[Tensor], float]]:
-    r"""Per tensor, the new gradient :math:`g` against the Jacobian columns of the last update
-    for :math:`\alpha, \beta_1, \beta_2`, from the moments :math:`m_t, v_t` in the state and
-    the saved gradient :math:`g_t`, reduced to a few inner products. With
-    :math:`D = \sqrt{\hat v_t} + \epsilon`, :math:`w = g / D`, :math:`c_i = t\beta_i^{t-1}/
-    (1-\beta_i^t)^2`, :math:`m_{t-1} - g_t = (m_t - g_t)/\beta_1` (likewise for :math:`v`):
-
-    .. math::
-        \langle g, J_\alpha\rangle = -\frac{\langle w, m_t\rangle}{1-\beta_1^t}, \quad
-        \langle g, J_{\beta_1}\rangle = -\alpha\Bigl(\frac{\langle w, m_t\rangle
-            - \langle w, g_t\rangle}{\beta_1 (1-\beta_1^t)} + c_1 \langle w, m_t\rangle\Bigr),
-        \quad
-        \langle g, J_{\beta_2}\rangle = \frac{\alpha}{2(1-\beta_1^t)}\Bigl(
-            \frac{\langle z, v_t\rangle - \langle z g_t, g_t\rangle}{\beta_2(1-\beta_2^t)}
-            + c_2 \langle z, v_t\rangle\Bigr), \ z = \frac{w\, m_t}{D \sqrt{\hat v_t}}
-            \ (\text{computed with the } 1/(1-\beta_1^t) \text{ folded in}).
-
-    AdamW adds :math:`-\lambda\langle g, p_{t-1}\rangle` to the first, :math:`p_{t-1} = (p_t +
-    \alpha u_t)/(1 - \alpha\lambda)`. ``(values, scale)`` as in ``Tower._vjp``; with ``flat``
-    (and ``inner`` :func:`dot_total`), one total for the group.
-    """
-    if inner is dot_total and flat_ready(flat, lrs, ()) and same_step(states):
-        assert flat is not None  # the whole group at once: one total
-        wants_p = decoupled and weight_decay != 0 and "lr" in names  # else p is not read
-        params = [flat.param() if wants_p else None]  # type: ignore[list-item]
-        grads, states, lrs, inner = [flat.grad], [flat.state()], lrs[:1], dot
-    out: dict[str, tuple[list[Tensor], float]] = {n: ([], 1.0) for n in ("lr", "beta1", "beta2")
-                                                   if n in names}
-    for p, g_new, state, lr in zip(params, grads, states, lrs, strict=True):
-        t = state["step"]
-        m, v = state["exp_avg"], state["exp_avg_sq"]
-        bc1 = bias_correction(beta1, t)
-        bc2 = bias_correction(beta2, t)
-        products = _amsgrad_products if amsgrad else _inner_products
-        x, y, wm = products(g_new, m, v, state, bc1=bc1, bc2=bc2, eps=eps, names=names,
-                            inner=inner)
-        if "lr" in names:
-            out["lr"][0].append(_lr_value(wm, inner, g_new, p, lr=lr, bc1=bc1,
-                                          weight_decay=weight_decay, decoupled=decoupled))
-        for name, value in _beta_values(x, y, t=t, lr=lr, beta1=beta1, beta2=beta2,
-                                        bc1=bc1, bc2=bc2).items():
-            out[name][0].append(value)
-    return out
-
-
-def _inner_products(g_new: Tensor, m: Tensor, v: Tensor, state: dict[str, Any], *, bc1: Any,
-                    bc2: Any, eps: float, names: frozenset[str], inner: Inner,
-                    ) -> tuple[dict[str, Any], dict[str, Any], Any]:
-    r"""The inner products of :func:`adam_vjp`: ``x``, ``y`` per learned beta, and
-    :math:`\langle w, m_t\rangle`.
-
-    Eight elementwise passes rather than ten: with :math:`c = \sqrt{1-\beta_2^t}`, the square
-    root :math:`s' = \sqrt{v_t} = c\sqrt{\hat v_t}` and :math:`D' = s' + c\epsilon = cD`, the
-    bias corrections are numbers applied to the reduced values, not passes over the tensors, and
-    :math:`\langle z, v_t\rangle` reads :math:`v_t = s'^2`:
-    :math:`\langle z, v_t\rangle = c(1-\beta_2^t)/(1-\beta_1^t)\,\langle q, s'\rangle` and
-    :math:`\langle z g_t, g_t\rangle = c^3/(1-\beta_1^t)\,\langle q g_t / s', g_t\rangle`,
-    with :math:`q = g\,m_t / D'^2`."""
-    c = bc2**0.5 if isinstance(bc2, Tensor) else math.sqrt(bc2)
-    s = v.sqrt()  # s'
-    denom = s + c * eps  # D'
-    w = g_new / denom  # w / c
-    wm = inner(w, m) * c
-    x, y = {}, {}
-    if "beta1" in names:
-        x["beta1"], y["beta1"] = wm, inner(w, state["hg_grad"]) * c
-    if "beta2" in names:
-        g = state["hg_grad"]
-        q = w.mul_(m).div_(denom)
-        x["beta2"] = fdiv(inner(q, s) * (bc2 * c), bc1)
-        q.div_(s.clamp_min(torch.finfo(s.dtype).tiny))
-        y["beta2"] = fdiv(inner(q.mul_(g), g) * (c * c * c), bc1)
-    return x, y, wm
-
-
-def _amsgrad_products(g_new: Tensor, m: Tensor, v: Tensor, state: dict[str, Any], *, bc1: Any,
-                      bc2: Any, eps: float, names: frozenset[str], inner: Inner,
-                      ) -> tuple[dict[str, Any], dict[str, Any], Any]:
-    """:func:`_inner_products` with AMSGrad: :math:`\hat v_t` is the running maximum over
-    :math:`1-\beta_2^t`, no longer :math:`v_t`'s own, so each product is formed as written
-    (``z`` with the bias correction folded in)."""
-    s = state["max_exp_avg_sq"].sqrt().div_(bc2**0.5)  # sqrt(v_hat)
-    denom = s + eps
-    w = g_new / denom
-    wm = inner(w, m)
-    # per beta: <g, J> = k lr ((x - y) / (beta bc) + x t beta^(t-1) / bc^2), with k = -1 and
-    # x, y = <w, m>, <w, g_t> for beta1; k = 1/2 and x, y = <z, v>, <z g_t, g_t> for beta2,
-    # z = w m / (D sqrt(v_hat) (1 - beta1^t))
-    x, y = {}, {}
-    if "beta1" in names:
-        x["beta1"], y["beta1"] = wm, inner(w, state["hg_grad"])
-    if "beta2" in names:
-        g = state["hg_grad"]
-        z = w.mul_(m).div_(denom).div_(s.clamp_min_(torch.finfo(s.dtype).tiny)).div_(bc1)
-        x["beta2"] = inner(z, v)
-        y["beta2"] = inner(z.mul_(g), g)
-    return x, y, wm
-
-
-def _lr_value(wm: Any, inner: Inner, g_new: Tensor, p: Tensor | None, *, lr: Any, bc1: Any,
-              weight_decay: float, decoupled: bool) -> Any:
-    """:math:`\langle g, J_\alpha\rangle` from :math:`\langle w, m_t\rangle` (AdamW: minus
-    :math:`\lambda\langle g, p_{t-1}\rangle`)."""
-    value = fdiv(wm, -bc1)
-    if decoupled and weight_decay != 0:
-        previous = (inner(g_new, p) + wm * fdiv(lr, bc1)) / (1 - lr * weight_decay)
-        value = value - previous * weight_decay
-    return value
-
-
-def _beta_values(x: dict[str, Any], y: dict[str, Any], *, t: int, lr: Any, beta1: Any,
-                 beta2: Any, bc1: Any, bc2: Any) -> dict[str, Any]:
-    """The betas' hypergradients from their inner products (see :func:`adam_vjp`). Two learned
-    betas as 0-d tensors (the GPU's case) share their scalar arithmetic: on a GPU each scalar
-    operation is a kernel launch."""
-    if (len(x) == 2 and isinstance(beta1, Tensor) and isinstance(beta2, Tensor)
-            and isinstance(x["beta1"], Tensor) and x["beta1"].dim() == 0):
-        xs, ys = torch.stack([x["beta1"], x["beta2"]]), torch.stack([y["beta1"], y["beta2"]])
-        b, bc = torch.stack([beta1, beta2]), torch.stack([bc1, bc2])
-        both = ((xs - ys) / (b * bc) + xs * (b ** (t - 1) * t / bc**2)) * (
-            _constant((-1.0, 0.5), b) * lr)
-        return {"beta1": both[0], "beta2": both[1]}
-    out = {}
-    for name, beta, bc, k in (("beta1", beta1, bc1, -1.0), ("beta2", beta2, bc2, 0.5)):
-        if name in x:
-            c = fdiv(t * beta ** (t - 1), bc**2)
-            value = fdiv(x[name] - y[name], beta * bc) + x[name] * c
-            out[name] = value * (lr * k)
-    return out

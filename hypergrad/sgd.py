@@ -16,7 +16,7 @@ from torch import Tensor
 from hypergrad._arguments import check, checked_number, positive
 from hypergrad._arithmetic import Inner, as_dtype, axmy_, dot, dot_total, keep
 from hypergrad._base import Tower
-from hypergrad._flat import Flat, flat_ready, shared_value
+from hypergrad._flat import Flat, flat_ready, numbers_ready
 from hypergrad._parametrisations import IDENTITY
 
 
@@ -178,12 +178,10 @@ def sgd(params: list[Tensor], grads: list[Tensor], states: list[dict[str, Any]],
                   save_prev=save_prev, fixed_buffers=fixed_buffers)
         return
     if not on and weight_decay == 0:  # plain SGD: u = g (the rest of _sgd_tensor, inline)
-        lr = lrs[0]
-        if (foreach and len(params) > 1 and not isinstance(lr, Tensor) and shared_value(lrs)
-                and (not save_dir or all("hg_dir" in st for st in states))):
+        if foreach and numbers_ready(states, lrs, ("hg_dir",) if save_dir else ()):
             if save_dir:
                 torch._foreach_copy_([st["hg_dir"] for st in states], grads)
-            torch._foreach_add_(params, grads, alpha=-lr)
+            torch._foreach_add_(params, grads, alpha=-lrs[0])
             return
         for p, g, state, lr in zip(params, grads, states, lrs, strict=True):
             if save_dir:
