@@ -287,7 +287,6 @@ class LevelStep:
             out = out.to(raw.device, raw.dtype)
         return out
 
-
     def _numbers_as_grad(self, numbers: list[float]) -> Tensor:
         """The hypergradient computed in Python floats as the raw vector's gradient: written
         into a tensor kept from step to step that shares its memory with a Python array, so
@@ -302,6 +301,7 @@ class LevelStep:
         else:
             kept[0][:] = array(kept[0].typecode, numbers)
         return kept[1]
+
 
 def steps_on_device(states: list[dict[str, Any]], params: list[Tensor]) -> None:
     """Above level 0 on the tensor path a step counter is a 0-d tensor beside its parameter,

@@ -298,8 +298,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         lines.append((r["model"], r["kind"], str(r["height"]), r["impl"], f(r["ms"], "{:.2f}"),
                       f(r["over_plain"]), f(r["over_lower"]), f(r["gdtuo_over_ours"]),
-                      f(r["added_over_gdtuo"]), f(r["opt_ms"], "{:.2f}"), f(r["over_plain_parts"], "{:.4f}"),
-                      f(r["over_lower_parts"], "{:.4f}"),
+                      f(r["added_over_gdtuo"]), f(r["opt_ms"], "{:.2f}"),
+                      f(r["over_plain_parts"], "{:.4f}"), f(r["over_lower_parts"], "{:.4f}"),
                       f(r["optimizer_bytes"] / 2**20 if r["optimizer_bytes"] >= 0 else None),
                       f(r["param_bytes"] / 2**20)))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
