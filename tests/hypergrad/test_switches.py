@@ -82,7 +82,8 @@ def test_maximize_at_height_1_is_minimising_the_negated_loss(spec, kappa, make_t
 @pytest.mark.parametrize(("spec", "kappa", "make_torch"), FAMILIES, ids=[f[0] for f in FAMILIES])
 def test_foreach_false_gives_the_same_numbers(spec, kappa, make_torch, height, path):
     """Tensor by tensor (torch's for-loop) instead of the flat group: the same trajectory, to
-    float64 rounding (bit for bit on the float path, which is tensor by tensor anyway)."""
+    float64 rounding; bit for bit on the float path, whose default (one ``torch._foreach_*``
+    call per operation) runs the for-loop's kernels tensor by tensor."""
     batches = helpers.random_batches(4, dtype=torch.float64)
     tall = spec + f"/sgd({kappa!r})" * height
     model = helpers.mlp(dtype=torch.float64)
