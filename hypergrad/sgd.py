@@ -161,8 +161,8 @@ def sgd(params: list[Tensor], grads: list[Tensor], states: list[dict[str, Any]],
         fixed_buffers: keep each state tensor where it is, copying the old momentum buffer
             rather than swapping the two (the levels above 0: a CUDA graph replays them, and
             their buffers hold a few numbers).
-        foreach: plain SGD (no momentum, no weight decay) with one step size, a number, for
-            every tensor may take one ``torch._foreach_*`` call per operation: the same kernels,
+        foreach: with one step size, a number, for every tensor, and the state made, one
+            ``torch._foreach_*`` call per operation (:func:`_sgd_foreach`): the same kernels,
             without a Python call per tensor (on the CPU each costs more than a small tensor's
             arithmetic).
     """
@@ -177,12 +177,12 @@ def sgd(params: list[Tensor], grads: list[Tensor], states: list[dict[str, Any]],
                   weight_decay=weight_decay, nesterov=nesterov, save_dir=save_dir,
                   save_prev=save_prev, fixed_buffers=fixed_buffers)
         return
+    if foreach and not fixed_buffers and numbers_ready(states, lrs, needs, momentum):
+        _sgd_foreach(params, grads, states, lr=lrs[0], momentum=momentum, on=on,
+                     dampening=dampening, weight_decay=weight_decay, nesterov=nesterov,
+                     save_dir=save_dir, save_prev=save_prev)
+        return
     if not on and weight_decay == 0:  # plain SGD: u = g (the rest of _sgd_tensor, inline)
-        if foreach and numbers_ready(states, lrs, ("hg_dir",) if save_dir else ()):
-            if save_dir:
-                torch._foreach_copy_([st["hg_dir"] for st in states], grads)
-            torch._foreach_add_(params, grads, alpha=-lrs[0])
-            return
         for p, g, state, lr in zip(params, grads, states, lrs, strict=True):
             if save_dir:
                 keep(state, "hg_dir", g)
@@ -221,6 +221,30 @@ def _sgd_tensor(p: Tensor, g: Tensor, state: dict[str, Any], *, lr: float | Tens
     if save_dir:
         keep(state, "hg_dir", u)
     axmy_(p, u, lr)
+
+
+def _sgd_foreach(params: list[Tensor], grads: list[Tensor], states: list[dict[str, Any]], *,
+                 lr: float, momentum: float, on: bool, dampening: float, weight_decay: float,
+                 nesterov: bool, save_dir: bool, save_prev: bool) -> None:
+    """:func:`_sgd_tensor` on every tensor at once, one ``torch._foreach_*`` call per
+    operation: on the CPU the for-loop's kernels tensor by tensor, so its numbers to the bit."""
+    d = grads if weight_decay == 0 else torch._foreach_add(grads, params, alpha=weight_decay)
+    u = d
+    if on:
+        bufs = [st["momentum_buffer"] for st in states]
+        if save_prev:  # the new buffers are new tensors, the old ones the previous: no copy
+            new = torch._foreach_mul(bufs, momentum)
+            torch._foreach_add_(new, d, alpha=1 - dampening)
+            for st, prev, buf in zip(states, bufs, new, strict=True):
+                st["hg_buf_prev"], st["momentum_buffer"] = prev, buf
+            bufs = new
+        else:
+            torch._foreach_mul_(bufs, momentum)
+            torch._foreach_add_(bufs, d, alpha=1 - dampening)
+        u = torch._foreach_add(d, bufs, alpha=momentum) if nesterov else bufs
+    if save_dir:
+        torch._foreach_copy_([st["hg_dir"] for st in states], u)
+    torch._foreach_add_(params, u, alpha=-lr)
 
 
 def _sgd_flat(fl: Flat, *, lr: float | Tensor, momentum: float | Tensor, on: bool,
