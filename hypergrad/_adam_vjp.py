@@ -16,7 +16,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from hypergrad._arithmetic import Inner, bias_correction, dot, dot_number, dot_total, fdiv
+from hypergrad._arithmetic import (
+    Inner,
+    bias_correction,
+    dot,
+    dot_number,
+    dot_total,
+    fdiv,
+    inner_all,
+)
 from hypergrad._flat import Flat, flat_ready, numbers_ready, same_step
 
 _CONSTANTS: dict[tuple[Any, ...], Tensor] = {}
@@ -130,22 +138,22 @@ def _foreach_products(grads: list[Tensor], states: list[dict[str, Any]], *, bc1:
     s = torch._foreach_sqrt(v)  # s'
     denom = torch._foreach_add(s, c * eps)  # D'
     w = torch._foreach_div(grads, denom)  # w / c
-    out = [({}, {}, dot_number(a, b) * c) for a, b in zip(w, m, strict=True)]
+    out = [({}, {}, wm * c) for wm in inner_all(dot_number, w, m)]
     if "beta1" in names or "beta2" in names:
         g = [st["hg_grad"] for st in states]
     if "beta1" in names:
-        for (x, y, wm), a, b in zip(out, w, g, strict=True):
-            x["beta1"], y["beta1"] = wm, dot_number(a, b) * c
+        for (x, y, wm), wg in zip(out, inner_all(dot_number, w, g), strict=True):
+            x["beta1"], y["beta1"] = wm, wg * c
     if "beta2" in names:
         torch._foreach_mul_(w, m)
         torch._foreach_div_(w, denom)  # q
-        for (x, _, _), a, b in zip(out, w, s, strict=True):
-            x["beta2"] = fdiv(dot_number(a, b) * (bc2 * c), bc1)
+        for (x, _, _), qs in zip(out, inner_all(dot_number, w, s), strict=True):
+            x["beta2"] = fdiv(qs * (bc2 * c), bc1)
         torch._foreach_div_(w, torch._foreach_clamp_min(s, [torch.finfo(a.dtype).tiny
                                                              for a in s]))
         torch._foreach_mul_(w, g)
-        for (_, y, _), a, b in zip(out, w, g, strict=True):
-            y["beta2"] = fdiv(dot_number(a, b) * (c * c * c), bc1)
+        for (_, y, _), qgg in zip(out, inner_all(dot_number, w, g), strict=True):
+            y["beta2"] = fdiv(qgg * (c * c * c), bc1)
     return out
 
 

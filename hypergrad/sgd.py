@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from hypergrad._arguments import check, checked_number, positive
-from hypergrad._arithmetic import Inner, as_dtype, axmy_, dot, dot_total, keep
+from hypergrad._arithmetic import Inner, as_dtype, axmy_, dot, dot_total, inner_all, keep
 from hypergrad._base import Tower
 from hypergrad._flat import Flat, flat_ready, numbers_ready
 from hypergrad._parametrisations import IDENTITY
@@ -301,13 +301,11 @@ def sgd_vjp(grads: list[Tensor], states: list[dict[str, Any]], *, lrs: list[floa
             out["momentum"] = ([v * lrs[0]], -1.0)
         return out
     if "lr" in names:
-        out["lr"] = ([inner(g, st[key]) for g, st in zip(grads, states, strict=True)], -1.0)
+        out["lr"] = (inner_all(inner, grads, [st[key] for st in states]), -1.0)
     if "momentum" in names:
-        values = []
-        for g, st, lr in zip(grads, states, lrs, strict=True):
-            v = inner(g, st["hg_buf_prev"])
-            if nesterov:
-                v = inner(g, st["momentum_buffer"]) + v * momentum
-            values.append(v * lr)
-        out["momentum"] = (values, -1.0)
+        values = inner_all(inner, grads, [st["hg_buf_prev"] for st in states])
+        if nesterov:
+            buffers = inner_all(inner, grads, [st["momentum_buffer"] for st in states])
+            values = [b + v * momentum for b, v in zip(buffers, values, strict=True)]
+        out["momentum"] = ([v * lr for v, lr in zip(values, lrs, strict=True)], -1.0)
     return out
