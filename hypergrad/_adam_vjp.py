@@ -132,7 +132,9 @@ def _foreach_products(grads: list[Tensor], states: list[dict[str, Any]], *, bc1:
                       bc2: float, eps: float, names: frozenset[str],
                       ) -> list[tuple[dict[str, float], dict[str, float], float]]:
     """:func:`_inner_products` of every tensor of a group (one step counter, numbers), one
-    ``torch._foreach_*`` call per elementwise operation, the inner products Python numbers."""
+    ``torch._foreach_*`` call per elementwise operation, the inner products Python numbers.
+    (Not one function with it: a foreach call on a list of one, the levels above 0, costs more
+    than the plain operation; written as one, an Adam tower of height 3 stepped 4% slower.)"""
     c = math.sqrt(bc2)
     m, v = [st["exp_avg"] for st in states], [st["exp_avg_sq"] for st in states]
     s = torch._foreach_sqrt(v)  # s'
@@ -160,7 +162,7 @@ def _foreach_products(grads: list[Tensor], states: list[dict[str, Any]], *, bc1:
 def _amsgrad_products(g_new: Tensor, m: Tensor, v: Tensor, state: dict[str, Any], *, bc1: Any,
                       bc2: Any, eps: float, names: frozenset[str], inner: Inner,
                       ) -> tuple[dict[str, Any], dict[str, Any], Any]:
-    """:func:`_inner_products` with AMSGrad: :math:`\\hat v_t` is the running maximum over
+    r""":func:`_inner_products` with AMSGrad: :math:`\hat v_t` is the running maximum over
     :math:`1-\beta_2^t`, no longer :math:`v_t`'s own, so each product is formed as written
     (``z`` with the bias correction folded in)."""
     s = state["max_exp_avg_sq"].sqrt().div_(bc2**0.5)  # sqrt(v_hat)
@@ -183,8 +185,8 @@ def _amsgrad_products(g_new: Tensor, m: Tensor, v: Tensor, state: dict[str, Any]
 
 def _lr_value(wm: Any, inner: Inner, g_new: Tensor, p: Tensor | None, *, lr: Any, bc1: Any,
               weight_decay: float, decoupled: bool) -> Any:
-    """:math:`\\langle g, J_\alpha\rangle` from :math:`\\langle w, m_t\rangle` (AdamW: minus
-    :math:`\\lambda\\langle g, p_{t-1}\rangle`)."""
+    r""":math:`\langle g, J_\alpha\rangle` from :math:`\langle w, m_t\rangle` (AdamW: minus
+    :math:`\lambda\langle g, p_{t-1}\rangle`)."""
     value = fdiv(wm, -bc1)
     if decoupled and weight_decay != 0:
         previous = (inner(g_new, p) + wm * fdiv(lr, bc1)) / (1 - lr * weight_decay)

@@ -56,7 +56,8 @@ class SGD(Tower):
         nesterov: Nesterov momentum (needs ``momentum > 0`` and ``dampening == 0``).
         maximize: maximise the objective (the gradients negated, as in torch).
         foreach: ``None`` (the tower's choice: on an accelerator a group steps as one flat
-            vector), ``True`` (the same), ``False`` (tensor by tensor, torch's for-loop).
+            vector, on the CPU with one ``torch._foreach_*`` call per operation), ``True`` (the
+            same), ``False`` (tensor by tensor, torch's for-loop; on the CPU the same numbers).
         differentiable, fused: accepted at torch's defaults (``False``, ``None``/``False``);
             ``True`` raises :class:`hypergrad.UnsupportedError`.
         learn: the hyperparameters the level above learns, among ``lr`` and ``momentum``.
@@ -181,12 +182,6 @@ def sgd(params: list[Tensor], grads: list[Tensor], states: list[dict[str, Any]],
         _sgd_foreach(params, grads, states, lr=lrs[0], momentum=momentum, on=on,
                      dampening=dampening, weight_decay=weight_decay, nesterov=nesterov,
                      save_dir=save_dir, save_prev=save_prev)
-        return
-    if not on and weight_decay == 0:  # plain SGD: u = g (the rest of _sgd_tensor, inline)
-        for p, g, state, lr in zip(params, grads, states, lrs, strict=True):
-            if save_dir:
-                keep(state, "hg_dir", g)
-            axmy_(p, g, lr)
         return
     for p, g, state, lr in zip(params, grads, states, lrs, strict=True):
         _sgd_tensor(p, g, state, lr=lr, momentum=momentum, on=on, dampening=dampening,
