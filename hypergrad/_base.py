@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
+from torch.optim.optimizer import _global_optimizer_post_hooks, _global_optimizer_pre_hooks
 
 from hypergrad._arguments import LR_PER, SWITCHES, check_switches
 from hypergrad._arithmetic import Inner
@@ -216,7 +217,6 @@ class Tower(LearnedValues, TakeUp, LevelStep, Checkpoints, Readout, torch.optim.
 
     # -- one step of the whole tower ---------------------------------------------------------
 
-    @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One step of the whole tower.
 
@@ -225,9 +225,32 @@ class Tower(LearnedValues, TakeUp, LevelStep, Checkpoints, Readout, torch.optim.
         2. Top-down: each level updates the raw hyperparameters below it with the hypergradient,
            the level below reads the new values; level 0 updates the weights in place.
 
+        Step hooks (``register_step_pre_hook``, torch's global ones) and the profiler's
+        ``Optimizer.step#SGD.step`` range are ``torch.optim``'s, through its own wrapper
+        (:meth:`_step_as_torch`). Without any of them, the step skips that wrapper: an inactive
+        ``record_function`` alone took 48 µs of a CPU training step (torch.optim.SGD's whole
+        step there: 86 µs).
+
         Args:
             closure: re-evaluates the model and returns the loss (``torch.optim``'s convention).
         """
+        if (torch.compiler.is_compiling() or self._optimizer_step_pre_hooks
+                or self._optimizer_step_post_hooks or _global_optimizer_pre_hooks
+                or _global_optimizer_post_hooks or torch._C._autograd._profiler_enabled()):
+            # (the hooks see the arguments as given: (self,) for step())
+            return self._step_as_torch() if closure is None else self._step_as_torch(closure)
+        enabled = torch.is_grad_enabled()  # torch.no_grad(), without its two objects per call
+        torch._C._set_grad_enabled(False)
+        try:
+            return self._step_tower(closure, eager=True)
+        finally:
+            torch._C._set_grad_enabled(enabled)
+
+    step.hooked = True  # type: ignore[attr-defined]  # torch.optim must not wrap it: see step
+
+    def _step_tower(self, closure: Callable[[], Any] | None = None, eager: bool = False) -> Any:
+        """:meth:`step`'s work, under ``no_grad``. ``eager``: not traced by ``torch.compile``,
+        so the parts Dynamo must skip are called without their guard (5 µs each)."""
         if self._level:
             raise RuntimeError(
                 f"{self.name} is level {self._level} of a tower: call step() on level 0"
@@ -239,15 +262,19 @@ class Tower(LearnedValues, TakeUp, LevelStep, Checkpoints, Readout, torch.optim.
         levels = self.levels
         try:
             if len(levels) > 1:  # 1. bottom-up, from the weights
-                hypergradient = (self._hypergradient() if self._tensor_path
+                hypergradient = (self._hypergradient() if eager or self._tensor_path
                                  else self._eager_hypergradient())
-                self._step_upper(levels, hypergradient)
+                (self._take_up_and_step_upper if eager else self._step_upper)(
+                    levels, hypergradient)
             self._update()  # 2. ends top-down: the weights, in place
         finally:
             for level in levels:  # nothing of this step's survives a failed one
                 level._flats.clear()
                 level._gathered.clear()
         return loss
+
+    _step_as_torch = torch.optim.Optimizer.profile_hook_step(torch.no_grad()(_step_tower))
+    """:meth:`step` as torch.optim runs it: its hooks, and the profiler's range around it."""
 
     @torch._disable_dynamo
     def _eager_hypergradient(self) -> Tensor:
@@ -258,19 +285,10 @@ class Tower(LearnedValues, TakeUp, LevelStep, Checkpoints, Readout, torch.optim.
         hypergradients from the third compiled step on, ``tests/hypergrad/test_compile.py``)."""
         return self._hypergradient()
 
-    # torch.compiler.disable, applied at the first call as torch.optim.Optimizer does for its own
-    # zero_grad and state_dict: importing Dynamo at class definition would add ~1.5 s to every
-    # ``import hypergrad`` (a report never compiles; a training process imports it anyway).
-    @torch._disable_dynamo
-    def _step_upper(self, levels: list[Tower], hypergradient: Tensor) -> None:
+    def _take_up_and_step_upper(self, levels: list[Tower], hypergradient: Tensor) -> None:
         """The values written into param_groups since the last step taken up (level 0's
         hypergradient, computed before, reads none of them), then the levels above 0 for one
-        step (``step_upper``), replayed as a CUDA graph where one is kept.
-
-        Never traced by ``torch.compile``: Dynamo drops the values these levels hand down
-        (``_refresh`` writes new tensors into the tower's attributes), so a compiled step would
-        train with a frozen learned value, and it would fix as constants the identities and
-        version counters the take-up compares. They are a few numbers per level."""
+        step (``step_upper``), replayed as a CUDA graph where one is kept."""
         written = False
         for level in levels[:-1]:
             written = level._sync_external() or written
@@ -279,6 +297,18 @@ class Tower(LearnedValues, TakeUp, LevelStep, Checkpoints, Readout, torch.optim.
             upper.step(levels, hypergradient, changed=written)
         else:
             step_upper(levels, hypergradient)
+
+    # torch.compiler.disable, applied at the first call as torch.optim.Optimizer does for its own
+    # zero_grad and state_dict: importing Dynamo at class definition would add ~1.5 s to every
+    # ``import hypergrad`` (a report never compiles; a training process imports it anyway).
+    @torch._disable_dynamo
+    def _step_upper(self, levels: list[Tower], hypergradient: Tensor) -> None:
+        """:meth:`_take_up_and_step_upper`, never traced by ``torch.compile``: Dynamo drops the
+        values these levels hand down (``_refresh`` writes new tensors into the tower's
+        attributes), so a compiled step would train with a frozen learned value, and it would
+        fix as constants the identities and version counters the take-up compares. They are a
+        few numbers per level."""
+        self._take_up_and_step_upper(levels, hypergradient)
 
     def _upper_graph(self) -> UpperGraph | None:
         """What replays the levels above 0 on CUDA (``None``: they run eagerly here)."""
