@@ -26,6 +26,7 @@ from hypergrad._arithmetic import (
     inner_all,
 )
 from hypergrad._flat import Flat, flat_ready, numbers_ready, same_step
+from hypergrad._fused import adam_products, fusable
 
 _CONSTANTS: dict[tuple[Any, ...], Tensor] = {}
 
@@ -43,8 +44,8 @@ def _constant(values: tuple[float, ...], like: Tensor) -> Tensor:
 def adam_vjp(params: list[Tensor], grads: list[Tensor], states: list[dict[str, Any]], *,
              lrs: list[float | Tensor], beta1: float | Tensor, beta2: float | Tensor, eps: float,
              weight_decay: float, decoupled: bool, names: frozenset[str], inner: Inner = dot,
-             flat: Flat | None = None, amsgrad: bool = False,
-             foreach: bool = False) -> dict[str, tuple[list[Tensor], float]]:
+             flat: Flat | None = None, amsgrad: bool = False, foreach: bool = False,
+             fused: bool = False) -> dict[str, tuple[list[Tensor], float]]:
     r"""Per tensor, the new gradient :math:`g` against the Jacobian columns of the last update
     for :math:`\alpha, \beta_1, \beta_2`, from the moments :math:`m_t, v_t` in the state and
     the saved gradient :math:`g_t`, reduced to a few inner products. With
@@ -64,7 +65,8 @@ def adam_vjp(params: list[Tensor], grads: list[Tensor], states: list[dict[str, A
     AdamW adds :math:`-\lambda\langle g, p_{t-1}\rangle` to the first, :math:`p_{t-1} = (p_t +
     \alpha u_t)/(1 - \alpha\lambda)`. ``(values, scale)`` as in ``Tower._vjp``; with ``flat``
     (and ``inner`` :func:`dot_total`), one total for the group; with ``foreach`` on the float
-    path, the elementwise work of every tensor at once (:func:`_foreach_products`).
+    path, the elementwise work of every tensor at once (:func:`_foreach_products`), and with
+    ``fused`` too, each large tensor's in one pass (:mod:`hypergrad._fused`).
     """
     if inner is dot_total and flat_ready(flat, lrs, ()) and same_step(states):
         assert flat is not None  # the whole group at once: one total
@@ -78,7 +80,8 @@ def adam_vjp(params: list[Tensor], grads: list[Tensor], states: list[dict[str, A
     if together:
         t = states[0]["step"]
         each = _foreach_products(grads, states, bc1=bias_correction(beta1, t),
-                                 bc2=bias_correction(beta2, t), eps=eps, names=names)
+                                 bc2=bias_correction(beta2, t), eps=eps, names=names,
+                                 fused=fused)
     for i, (p, g_new, state, lr) in enumerate(zip(params, grads, states, lrs, strict=True)):
         t = state["step"]
         bc1 = bias_correction(beta1, t)
@@ -129,34 +132,69 @@ def _inner_products(g_new: Tensor, m: Tensor, v: Tensor, state: dict[str, Any], 
 
 
 def _foreach_products(grads: list[Tensor], states: list[dict[str, Any]], *, bc1: float,
-                      bc2: float, eps: float, names: frozenset[str],
+                      bc2: float, eps: float, names: frozenset[str], fused: bool = False,
                       ) -> list[tuple[dict[str, float], dict[str, float], float]]:
-    """:func:`_inner_products` of every tensor of a group (one step counter, numbers), one
-    ``torch._foreach_*`` call per elementwise operation, the inner products Python numbers.
-    (Not one function with it: a foreach call on a list of one, the levels above 0, costs more
-    than the plain operation; written as one, an Adam tower of height 3 stepped 4% slower.)"""
+    """:func:`_inner_products` of every tensor of a group (one step counter, numbers), the
+    inner products Python numbers: with ``fused``, each large tensor's in one pass
+    (:func:`hypergrad._fused.adam_products`), the others with one ``torch._foreach_*`` call per
+    elementwise operation. (Not one function with :func:`_inner_products`: a foreach call on a
+    list of one, the levels above 0, costs more than the plain operation; written as one, an
+    Adam tower of height 3 stepped 4% slower.)"""
     c = math.sqrt(bc2)
+    betas = "beta1" in names or "beta2" in names
+    out: list[Any] = [None] * len(grads)
+    rest = []
+    for i, (g, st) in enumerate(zip(grads, states, strict=True)):
+        saved = st["hg_grad"] if betas else g  # (not read when only lr is learned)
+        if fused and fusable(g, st["exp_avg"], st["exp_avg_sq"], saved):
+            sums = adam_products(g, st["exp_avg"], st["exp_avg_sq"], saved, c * eps)
+            out[i] = _from_sums(*sums, c=c, bc1=bc1, bc2=bc2, names=names)
+        else:
+            rest.append(i)
+    if rest:
+        sums = _eager_sums([grads[i] for i in rest], [states[i] for i in rest], c=c, eps=eps,
+                           names=names)
+        for i, each in zip(rest, zip(*sums, strict=True), strict=True):
+            out[i] = _from_sums(*each, c=c, bc1=bc1, bc2=bc2, names=names)
+    return out
+
+
+def _eager_sums(grads: list[Tensor], states: list[dict[str, Any]], *, c: float, eps: float,
+                names: frozenset[str]) -> tuple[list[float], ...]:
+    """The four sums of :func:`hypergrad._fused.adam_products` for every tensor, with one
+    ``torch._foreach_*`` call per elementwise operation (zeros for those not needed)."""
     m, v = [st["exp_avg"] for st in states], [st["exp_avg_sq"] for st in states]
     s = torch._foreach_sqrt(v)  # s'
     denom = torch._foreach_add(s, c * eps)  # D'
     w = torch._foreach_div(grads, denom)  # w / c
-    out = [({}, {}, wm * c) for wm in inner_all(dot_number, w, m)]
+    zeros = [0.0] * len(grads)
+    wm, wg, qs, qgg = inner_all(dot_number, w, m), zeros, zeros, zeros
     if "beta1" in names or "beta2" in names:
         g = [st["hg_grad"] for st in states]
-    if "beta1" in names:
-        for (x, y, wm), wg in zip(out, inner_all(dot_number, w, g), strict=True):
-            x["beta1"], y["beta1"] = wm, wg * c
+        wg = inner_all(dot_number, w, g)
     if "beta2" in names:
         torch._foreach_mul_(w, m)
         torch._foreach_div_(w, denom)  # q
-        for (x, _, _), qs in zip(out, inner_all(dot_number, w, s), strict=True):
-            x["beta2"] = fdiv(qs * (bc2 * c), bc1)
+        qs = inner_all(dot_number, w, s)
         torch._foreach_div_(w, torch._foreach_clamp_min(s, [torch.finfo(a.dtype).tiny
                                                              for a in s]))
         torch._foreach_mul_(w, g)
-        for (_, y, _), qgg in zip(out, inner_all(dot_number, w, g), strict=True):
-            y["beta2"] = fdiv(qgg * (c * c * c), bc1)
-    return out
+        qgg = inner_all(dot_number, w, g)
+    return wm, wg, qs, qgg
+
+
+def _from_sums(wm: float, wg: float, qs: float, qgg: float, *, c: float, bc1: float, bc2: float,
+               names: frozenset[str]) -> tuple[dict[str, float], dict[str, float], float]:
+    r"""``x``, ``y`` per learned beta and :math:`\langle w, m_t\rangle`, as
+    :func:`_inner_products` returns them, from the four sums (taken with :math:`D'`)."""
+    x, y = {}, {}
+    wm = wm * c
+    if "beta1" in names:
+        x["beta1"], y["beta1"] = wm, wg * c
+    if "beta2" in names:
+        x["beta2"] = fdiv(qs * (bc2 * c), bc1)
+        y["beta2"] = fdiv(qgg * (c * c * c), bc1)
+    return x, y, wm
 
 
 def _amsgrad_products(g_new: Tensor, m: Tensor, v: Tensor, state: dict[str, Any], *, bc1: Any,

@@ -63,6 +63,10 @@ class Tower(LearnedValues, TakeUp, LevelStep, Checkpoints, Readout, torch.optim.
     cpu_floats: ClassVar[bool] = True
     """On the CPU, hand the kernels Python floats (faster); ``False`` takes the accelerator's
     tensor path everywhere (the tests use it to check that path on machines without one)."""
+    fused_kernels: ClassVar[bool] = True
+    """On the CPU's float path, a hypergradient's elementwise passes over a large tensor as one
+    compiled loop where one exists (:mod:`hypergrad._fused`: Adam's); ``False`` runs them
+    eagerly, one ``torch._foreach_*`` call per operation."""
     cuda_graphs: ClassVar[bool] = True
     """On CUDA, replay the levels above 0 as one CUDA graph once they are warm
     (:mod:`hypergrad._graph`); ``False`` runs them eagerly, kernel by kernel."""
@@ -247,6 +251,18 @@ class Tower(LearnedValues, TakeUp, LevelStep, Checkpoints, Readout, torch.optim.
             torch._C._set_grad_enabled(enabled)
 
     step.hooked = True  # type: ignore[attr-defined]  # torch.optim must not wrap it: see step
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """``torch.optim``'s; setting the gradients to ``None`` without its profiler range when
+        no profiler is on (22 µs of 31 on the MNIST MLP's four tensors)."""
+        if (not set_to_none or torch.compiler.is_compiling()
+                or torch._C._autograd._profiler_enabled()):
+            super().zero_grad(set_to_none)
+            return
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.grad = None
 
     def _step_tower(self, closure: Callable[[], Any] | None = None, eager: bool = False) -> Any:
         """:meth:`step`'s work, under ``no_grad``. ``eager``: not traced by ``torch.compile``,

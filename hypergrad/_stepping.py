@@ -245,7 +245,7 @@ class LevelStep:
                 for j in range(s.start, s.stop):
                     values = found.get(j)
                     if values is not None:
-                        out_numbers[j] = math.fsum(values) * scale * dval[j]
+                        out_numbers[j] = _total(values) * scale * dval[j]
             return self._numbers_as_grad(out_numbers)
         cpu = isinstance(self._dval, list)
         pieces: list[Tensor] = []
@@ -318,3 +318,13 @@ _NO_GRAD = type(None)
 
 _is_valid = operator.methodcaller("get", "hg_valid")
 """Whether a tensor's state holds a trace of the last step (its hypergradient is defined)."""
+
+
+def _total(values: list[float]) -> float:
+    """The exact sum of Python floats, or, where one is infinite, what a tensor's sum gives:
+    ``math.fsum`` raises on ``inf - inf`` and on an overflow midway, and a blown-up tower must go
+    non-finite (a diverged run) rather than raise."""
+    try:
+        return math.fsum(values)
+    except (ValueError, OverflowError):
+        return sum(values)

@@ -184,7 +184,8 @@ class Adam(Tower):
         return adam_vjp(params, grads, states, lrs=lrs, beta1=hp["beta1"], beta2=hp["beta2"],
                         eps=hp["eps"], weight_decay=hp["weight_decay"],
                         decoupled=self._decoupled_in(hp), amsgrad=hp["amsgrad"], names=names,
-                        inner=inner, flat=flat, foreach=hp.get("foreach") is not False)
+                        inner=inner, flat=flat, foreach=hp.get("foreach") is not False,
+                        fused=self.fused_kernels)
 
 
 class AdamW(Adam):

@@ -1,4 +1,4 @@
-"""``step()`` around the tower's work, as ``torch.optim`` runs it: step hooks (the optimizer's
+"""``step()`` and ``zero_grad()`` around the tower's work, as ``torch.optim`` runs it: step hooks (the optimizer's
 and torch's global ones), the profiler's ``Optimizer.step#...`` range, grad mode, and the
 schedulers' check that ``optimizer.step()`` ran. Without hooks or a profiler, a tower skips
 torch's wrapper (``Tower.step``); these tests hold it to the same behaviour either way."""
@@ -99,6 +99,21 @@ def test_the_profiler_sees_the_optimizers_step():
         _train(opt, model, steps=2)
     names = [e.name for e in prof.events()]
     assert names.count("Optimizer.step#SGD.step") == 2
+    assert names.count("Optimizer.zero_grad#SGD.zero_grad") == 2
+
+
+@pytest.mark.parametrize("set_to_none", [True, False])
+def test_zero_grad_as_torch_optim(set_to_none):
+    model = _model()
+    opt = hypergrad.tower("sgd(0.05)/sgd(0.001)", model.parameters())
+    _train(opt, model, steps=1)
+    grads = [p.grad for p in model.parameters()]
+    opt.zero_grad(set_to_none=set_to_none)
+    for p, g in zip(model.parameters(), grads, strict=True):
+        if set_to_none:
+            assert p.grad is None
+        else:  # zeroed in place, as torch does
+            assert p.grad is g and not g.any()
 
 
 @pytest.mark.parametrize("outer", [True, False])
