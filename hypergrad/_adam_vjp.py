@@ -66,7 +66,7 @@ def adam_vjp(params: list[Tensor], grads: list[Tensor], states: list[dict[str, A
     \alpha u_t)/(1 - \alpha\lambda)`. ``(values, scale)`` as in ``Tower._vjp``; with ``flat``
     (and ``inner`` :func:`dot_total`), one total for the group; with ``foreach`` on the float
     path, the elementwise work of every tensor at once (:func:`_foreach_products`), and with
-    ``fused`` too, each large tensor's in one pass (:mod:`hypergrad._fused`).
+    ``fused`` too, each tensor's in one pass (:mod:`hypergrad._fused`).
     """
     if inner is dot_total and flat_ready(flat, lrs, ()) and same_step(states):
         assert flat is not None  # the whole group at once: one total
@@ -135,11 +135,11 @@ def _foreach_products(grads: list[Tensor], states: list[dict[str, Any]], *, bc1:
                       bc2: float, eps: float, names: frozenset[str], fused: bool = False,
                       ) -> list[tuple[dict[str, float], dict[str, float], float]]:
     """:func:`_inner_products` of every tensor of a group (one step counter, numbers), the
-    inner products Python numbers: with ``fused``, each large tensor's in one pass
-    (:func:`hypergrad._fused.adam_products`), the others with one ``torch._foreach_*`` call per
-    elementwise operation. (Not one function with :func:`_inner_products`: a foreach call on a
-    list of one, the levels above 0, costs more than the plain operation; written as one, an
-    Adam tower of height 3 stepped 4% slower.)"""
+    inner products Python numbers: with ``fused``, each tensor's in one pass
+    (:func:`hypergrad._fused.adam_products`) where the loop can read it, the others with one
+    ``torch._foreach_*`` call per elementwise operation. (Not one function with
+    :func:`_inner_products`: a foreach call on a list of one, the levels above 0, costs more
+    than the plain operation; written as one, an Adam tower of height 3 stepped 4% slower.)"""
     c = math.sqrt(bc2)
     betas = "beta1" in names or "beta2" in names
     out: list[Any] = [None] * len(grads)

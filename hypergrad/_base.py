@@ -64,7 +64,7 @@ class Tower(LearnedValues, TakeUp, LevelStep, Checkpoints, Readout, torch.optim.
     """On the CPU, hand the kernels Python floats (faster); ``False`` takes the accelerator's
     tensor path everywhere (the tests use it to check that path on machines without one)."""
     fused_kernels: ClassVar[bool] = True
-    """On the CPU's float path, a hypergradient's elementwise passes over a large tensor as one
+    """On the CPU's float path, a hypergradient's elementwise passes over a tensor as one
     compiled loop where one exists (:mod:`hypergrad._fused`: Adam's); ``False`` runs them
     eagerly, one ``torch._foreach_*`` call per operation."""
     cuda_graphs: ClassVar[bool] = True

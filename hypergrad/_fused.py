@@ -21,9 +21,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-FUSED_MIN = 1
-"""Tensors smaller than this take the eager passes: there a call costs more than the passes."""
-
 _kernels: Any = None  # the compiled module's functions, False when numba is missing
 
 
@@ -59,9 +56,11 @@ def _compiled() -> Any:
 
 def fusable(*tensors: Tensor) -> bool:
     """Whether the fused loop may read these tensors: on the CPU, float32 or float64, dense,
-    contiguous, large enough to gain."""
+    contiguous. (Small tensors too: one call costs less than the eager passes' calls, whose
+    foreach form serves a whole group: a ResNet-20's step, 3.50 ms eagerly, took 2.42 ms
+    fusing its tensors of 2048 elements or more, 2.28 ms fusing all.)"""
     first = tensors[0]
-    return (first.numel() >= FUSED_MIN and first.dtype in (torch.float32, torch.float64)
+    return (first.dtype in (torch.float32, torch.float64)
             and all(t.is_cpu and t.dtype == first.dtype and t.is_contiguous()
                     and t.layout is torch.strided for t in tensors)
             and bool(_compiled()))

@@ -1,7 +1,8 @@
-"""``step()`` and ``zero_grad()`` around the tower's work, as ``torch.optim`` runs it: step hooks (the optimizer's
-and torch's global ones), the profiler's ``Optimizer.step#...`` range, grad mode, and the
-schedulers' check that ``optimizer.step()`` ran. Without hooks or a profiler, a tower skips
-torch's wrapper (``Tower.step``); these tests hold it to the same behaviour either way."""
+"""``step()`` and ``zero_grad()`` around the tower's work, as ``torch.optim`` runs it: step
+hooks (the optimizer's and torch's global ones), the profiler's ``Optimizer.step#...`` range,
+grad mode, and the schedulers' check that ``optimizer.step()`` ran. Without hooks or a
+profiler, a tower skips torch's wrapper (``Tower.step``); these tests hold it to the same
+behaviour either way."""
 
 from __future__ import annotations
 
@@ -75,10 +76,12 @@ def test_torchs_global_step_hooks_see_a_tower():
     model = _model()
     opt = hypergrad.tower("adam(0.01)/sgd(1e-4)", model.parameters())
     seen: list[str] = []
-    handles = [
-        register_optimizer_step_pre_hook(lambda o, a, k: seen.append("pre") if o is opt else None),
-        register_optimizer_step_post_hook(lambda o, a, k: seen.append("post") if o is opt else None),
-    ]
+
+    def hook(name):
+        return lambda o, a, k: seen.append(name) if o is opt else None
+
+    handles = [register_optimizer_step_pre_hook(hook("pre")),
+               register_optimizer_step_post_hook(hook("post"))]
     try:
         after = _train(opt, model, steps=2)
     finally:
